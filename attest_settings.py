@@ -40,7 +40,10 @@ class Settings(BaseSettings):
     query_threads: int = Field(default=1, ge=1)
     # Points written to the store per update call; a killed run loses at most one batch of work.
     write_batch_size: int = Field(default=256, ge=1)
-    max_file_mb: float = Field(default=100.0, gt=0)
+    # Chunks embedded together before their documents are written (length-sorted batches inside).
+    ingest_group_chunks: int = Field(default=512, ge=1)
+    # Larger files are reported and skipped: 25 MB of text is hours of embedding on a small CPU.
+    max_file_mb: float = Field(default=25.0, gt=0)
 
     # BM25 term-frequency saturation (k1) and length normalisation (b); IDF is applied by Qdrant.
     bm25_k1: float = Field(default=1.2, ge=0)

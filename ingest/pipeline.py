@@ -22,10 +22,6 @@ from ingest.reader import ReadDocument, ReadError, discover, read_file
 from retrieval.bm25 import Bm25Encoder, tokenize
 from retrieval.schema import ChunkPoint, check_collection_name
 
-# Chunks embedded together: large enough for length-sorted batches, small enough to write often.
-GROUP_CHUNKS = 512
-
-
 class Progress(Protocol):
     def start(self, files: int) -> None: ...
     def file_done(self, path: str) -> None: ...
@@ -149,7 +145,7 @@ class Ingester:
                     continue
             chunks = self.chunker.chunk(doc_id, document)
             group.append(_Pending(doc_id, path, root, file_hash, tags, document, chunks, old))
-            if sum(len(p.chunks) for p in group) >= GROUP_CHUNKS:
+            if sum(len(p.chunks) for p in group) >= self.settings.ingest_group_chunks:
                 self._flush(collection, group, report, dry_run, progress)
                 group = []
         self._flush(collection, group, report, dry_run, progress)
