@@ -9,13 +9,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+
+class ModelPrice(BaseModel):
+    """US dollars per million tokens."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
+# List prices at the time of writing; override with ATTEST_PRICES='{"model": {"input_per_mtok": ..., ...}}'.
+# A model missing here is answered with cost_usd = None (unknown), never a guessed number.
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "gpt-4o-mini": ModelPrice(input_per_mtok=0.15, output_per_mtok=0.60),
+    "gpt-4o": ModelPrice(input_per_mtok=2.50, output_per_mtok=10.00),
+    "gpt-4.1-mini": ModelPrice(input_per_mtok=0.40, output_per_mtok=1.60),
+    "gpt-4.1": ModelPrice(input_per_mtok=2.00, output_per_mtok=8.00),
+    "claude-3-5-haiku-latest": ModelPrice(input_per_mtok=0.80, output_per_mtok=4.00),
+    "claude-haiku-4-5": ModelPrice(input_per_mtok=1.00, output_per_mtok=5.00),
+    "claude-sonnet-4-5": ModelPrice(input_per_mtok=3.00, output_per_mtok=15.00),
+}
 
 
 class Settings(BaseSettings):
@@ -58,6 +78,54 @@ class Settings(BaseSettings):
     rrf_k: int = Field(default=60, ge=1)
     dense_weight: float = Field(default=0.5, ge=0, le=1)
 
+    # ---- answer stage -------------------------------------------------------------------------------
+    # Providers tried in order (the fallback chain); each answers with its model for the route's tier.
+    answer_providers: list[Literal["local", "openai", "anthropic"]] = Field(default_factory=lambda: ["local"])
+    # Local llama.cpp models by registry name (answer/models.py); "strong" serves complex questions.
+    local_model: str = "qwen2.5-coder-0.5b"
+    local_strong_model: str = "qwen2.5-coder-1.5b"
+    local_threads: int = Field(default=2, ge=1)
+    local_ctx: int = Field(default=4096, ge=1024)
+    # A 2-core CPU needs seconds of prefill before the first token: local limits are wider than remote ones.
+    local_first_token_timeout_s: float = Field(default=60.0, gt=0)
+    local_total_timeout_s: float = Field(default=120.0, gt=0)
+    # Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server, LM Studio).
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: SecretStr | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_strong_model: str | None = None
+    # How to ask for JSON: OpenAI's json_schema, llama.cpp server's json_object + schema, or prompt only.
+    openai_response_format: Literal["json_schema", "json_object_schema", "json_object", "none"] = "json_schema"
+    openai_first_token_timeout_s: float = Field(default=8.0, gt=0)
+    openai_total_timeout_s: float = Field(default=30.0, gt=0)
+    # Anthropic's Messages API.
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_api_key: SecretStr | None = None
+    anthropic_model: str = "claude-3-5-haiku-latest"
+    anthropic_strong_model: str | None = None
+    anthropic_version: str = "2023-06-01"
+    anthropic_first_token_timeout_s: float = Field(default=8.0, gt=0)
+    anthropic_total_timeout_s: float = Field(default=30.0, gt=0)
+    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+
+    # Prompts (answer/prompts/<name>@<version>.txt); the retry uses the simplified one.
+    answer_prompt: str = "answer@1"
+    answer_retry_prompt: str = "answer-simple@1"
+    answer_passages: int = Field(default=5, ge=1, le=20)
+    answer_max_tokens: int = Field(default=400, ge=32, le=4096)
+    # Circuit breaker per provider: opens after N consecutive failures, probes again after the cool-down.
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_cooldown_s: float = Field(default=30.0, gt=0)
+    # Semantic cache: cosine similarity of question embeddings (MiniLM) at or above which a cached answer is served.
+    cache_enabled: bool = True
+    cache_threshold: float = Field(default=0.90, gt=0, le=1)
+    # When every provider failed, a less similar cached answer (served with a notice) beats no answer.
+    cache_fallback_threshold: float = Field(default=0.80, gt=0, le=1)
+    # Token budgets (prompt + completion, counted before the call); 0 = unlimited.
+    budget_request_tokens: int = Field(default=6000, ge=0)
+    budget_key_daily_tokens: int = Field(default=500_000, ge=0)
+    budget_org_monthly_tokens: int = Field(default=10_000_000, ge=0)
+
     @field_validator("chunk_overlap")
     @classmethod
     def _overlap_below_chunk(cls, value: int, info) -> int:
@@ -88,3 +156,12 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    @property
+    def database_path(self) -> Path:
+        """SQLite beside the vectors: usage ledger (and later reviews, feedback, evaluation results)."""
+        return self.data_dir / "attest.sqlite"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.cache_dir / "models"

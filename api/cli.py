@@ -160,5 +160,9 @@ def search(
         console.print("no results")
 
 
+from api.cli_eval import eval_app  # noqa: E402  (registered after the commands above)
+
+app.add_typer(eval_app, name="eval")
+
 if __name__ == "__main__":
     app()

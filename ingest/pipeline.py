@@ -162,6 +162,42 @@ class Ingester:
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
+    def run_records(self, records, collection: str, root: str, progress: Progress | None = None) -> IngestReport:
+        """Ingest in-memory documents, ``(doc_id, title, text)`` triples (a benchmark corpus, an upload).
+
+        Same chunking, ids, idempotence and manifest as files; ``root`` names where they came from.
+        """
+        from ingest.reader import Section
+
+        collection = check_collection_name(collection)
+        progress = progress or _NoProgress()
+        started = time.perf_counter()
+        report = IngestReport(collection=collection)
+        self.store.ensure_collection(collection)
+        group: list[_Pending] = []
+        for doc_id, title, text in records:
+            report.files_seen += 1
+            body = f"{title}\n\n{text}".strip() if title else text.strip()
+            if not body:
+                report.files_failed += 1
+                report.failures.append({"path": doc_id, "reason": "empty document"})
+                continue
+            digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+            old = self.manifest.get(collection, doc_id)
+            if old and old.file_hash == digest:
+                report.files_unchanged += 1
+                progress.file_done(doc_id)
+                continue
+            document = ReadDocument(path=Path(doc_id), title=title or doc_id, sections=[Section(text=body)])
+            chunks = self.chunker.chunk(doc_id, document)
+            group.append(_Pending(doc_id, Path(root) / doc_id, Path(root), digest, [], document, chunks, old))
+            if sum(len(p.chunks) for p in group) >= self.settings.ingest_group_chunks:
+                self._flush(collection, group, report, False, progress)
+                group = []
+        self._flush(collection, group, report, False, progress)
+        report.seconds = round(time.perf_counter() - started, 3)
+        return report
+
     def _read(self, path: Path, max_bytes: int) -> tuple[ReadDocument | None, str]:
         """Hash the file; read it only when needed (an unchanged file is never parsed)."""
         try:
