@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     # Local llama.cpp models by registry name (answer/models.py); "strong" serves complex questions.
     local_model: str = "qwen2.5-coder-0.5b"
     local_strong_model: str = "qwen2.5-coder-1.5b"
+    # Where assembled GGUF files go; default <data_dir>/cache/models. Share one folder between data dirs.
+    model_cache_dir: Path | None = None
     local_threads: int = Field(default=2, ge=1)
     local_ctx: int = Field(default=4096, ge=1024)
     # A 2-core CPU needs seconds of prefill before the first token: local limits are wider than remote ones.
@@ -117,8 +119,10 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(default=3, ge=1)
     breaker_cooldown_s: float = Field(default=30.0, gt=0)
     # Semantic cache: cosine similarity of question embeddings (MiniLM) at or above which a cached answer is served.
+    # Tuned on the demo golden set (benchmarks/answer.py): different questions reach at most 0.77, reworded
+    # ones 0.67-1.0 (median 0.98); 0.85 served 74% of rewordings and no wrong question.
     cache_enabled: bool = True
-    cache_threshold: float = Field(default=0.90, gt=0, le=1)
+    cache_threshold: float = Field(default=0.85, gt=0, le=1)
     # When every provider failed, a less similar cached answer (served with a notice) beats no answer.
     cache_fallback_threshold: float = Field(default=0.80, gt=0, le=1)
     # Token budgets (prompt + completion, counted before the call); 0 = unlimited.
@@ -164,4 +168,4 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        return self.cache_dir / "models"
+        return self.model_cache_dir or self.cache_dir / "models"

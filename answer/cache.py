@@ -82,6 +82,7 @@ class SemanticCache:
         finally:
             if stale:
                 self.store.delete_ids(name, stale)
+                self._flush(name)
         return None
 
     def remember(self, collection: str, question: str, question_vector: list[float], answer: dict,
@@ -106,7 +107,14 @@ class SemanticCache:
         }
         point = ChunkPoint(id=entry_id, dense=list(question_vector), sparse=SparseVector([], []), payload=payload)
         self.store.upsert(cache_collection(collection), [point])
+        self._flush(cache_collection(collection))
         return entry_id
+
+    def _flush(self, name: str) -> None:
+        # The embedded store batches durability (flush per unit of work); one answer is one unit here.
+        flush = getattr(self.store, "flush", None)
+        if flush is not None:
+            flush(name)
 
     def clear(self, collection: str) -> None:
         self.store.drop_collection(cache_collection(collection))

@@ -150,7 +150,7 @@ class TokenBudget:
 
 def cost_usd(prices: dict, provider: str, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
     """Dollars for one call from the price table; local models cost 0; an unknown price is None."""
-    if provider == "local":
+    if provider == "local" or prompt_tokens + completion_tokens == 0:
         return 0.0
     price = prices.get(model)
     if price is None:

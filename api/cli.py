@@ -164,5 +164,84 @@ from api.cli_eval import eval_app  # noqa: E402  (registered after the commands 
 
 app.add_typer(eval_app, name="eval")
 
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question to answer from the indexed documents."),
+    provider: list[str] = typer.Option([], "--provider", "-p",
+                                       help="Provider(s) to try, in order: local | openai | anthropic (repeatable; "
+                                            "default: ATTEST_ANSWER_PROVIDERS)."),
+    k: int = typer.Option(5, "-k", "--top-k", min=1, max=20, help="Passages given to the model."),
+    collection: Optional[str] = typer.Option(None, "--collection", "-c"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the semantic cache."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON on stdout."),
+):
+    """Answer a question with citations: retrieve (hybrid), route, generate, validate.
+
+    Claims are not verified here yet (that is the grounding stage's job).
+    """
+    import time
+
+    from answer import AnswerPipeline
+    from answer.providers import PROVIDER_NAMES
+    from retrieval.search import Retriever
+
+    settings = _settings()
+    unknown = [p for p in provider if p not in PROVIDER_NAMES]
+    if unknown:
+        console.print(f"[red]unknown provider {unknown[0]!r}:[/red] valid providers are {', '.join(PROVIDER_NAMES)}")
+        raise typer.Exit(2)
+    settings = settings.model_copy(update={"answer_passages": k})
+    store = _open_store(settings)
+    pipeline = None
+    try:
+        retriever = Retriever(settings, store)
+        started = time.perf_counter()
+        vector = retriever.encoder.encode_query(question, threads=settings.query_threads) if question.strip() else None
+        search = retriever.search(question, collection, k, "hybrid", dense_vector=vector)
+        retrieve_ms = round((time.perf_counter() - started) * 1000, 1)
+        pipeline = AnswerPipeline(settings, store, encoder=retriever.encoder)
+        result = pipeline.answer(question, search.hits, collection=collection, providers=provider or None,
+                                 question_vector=vector, use_cache=not no_cache, remember=not no_cache)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2)
+    finally:
+        if pipeline is not None:
+            pipeline.close()
+        store.close()
+    result.timings_ms = {"retrieve_ms": retrieve_ms, **{f"retrieve_{k_}": v for k_, v in search.timings_ms.items()},
+                         **result.timings_ms}
+    result.timings_ms["total_ms"] = round(retrieve_ms + result.timings_ms.get("total_ms", 0.0), 1)
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    else:
+        _print_answer(result)
+    if result.status in ("unavailable", "over_budget"):
+        raise typer.Exit(1)
+
+
+def _print_answer(result) -> None:
+    out = Console(soft_wrap=True)
+    out.print(result.answer)
+    if result.notice and result.notice != result.answer:
+        out.print(f"[yellow]note:[/yellow] {result.notice}")
+    citations = result.citations
+    if citations:
+        table = Table(show_lines=True, title="citations")
+        for column in ("n", "document", "quote"):
+            table.add_column(column)
+        for c in citations:
+            table.add_row(str(c.passage), c.doc_id + (f" p.{c.page}" if c.page else ""), c.quote)
+        out.print(table)
+    who = f"{result.provider}/{result.model}" if result.provider else result.served_from
+    cost = "unknown" if result.cost_usd is None else f"${result.cost_usd:.6f}"
+    out.print(f"status {result.status} | route {result.route} | tier {result.tier} | {who} | prompt {result.prompt} | "
+              f"tokens {result.tokens.prompt}+{result.tokens.completion} | cost {cost}")
+    out.print("timings " + ", ".join(f"{k} {v:.0f}" for k, v in result.timings_ms.items()))
+    failed = [a for a in result.attempts if a.outcome != "ok"]
+    for a in failed:
+        out.print(f"[dim]attempt {a.provider}/{a.model} {a.prompt}: {a.outcome} {a.detail}[/dim]")
+    out.print(f"[dim]request id {result.request_id}[/dim]")
+
 if __name__ == "__main__":
     app()

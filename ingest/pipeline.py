@@ -131,6 +131,7 @@ class Ingester:
             if old and old.file_hash == file_hash:
                 if old.tags != tags and not dry_run:
                     self.store.set_payload(collection, old.chunk_ids, {"tags": tags})
+                    self.store.flush(collection)
                     self.manifest.put(ManifestEntry(**{**asdict(old), "tags": tags}))
                 report.files_unchanged += 1
                 progress.file_done(str(path))
@@ -146,9 +147,9 @@ class Ingester:
             chunks = self.chunker.chunk(doc_id, document)
             group.append(_Pending(doc_id, path, root, file_hash, tags, document, chunks, old))
             if sum(len(p.chunks) for p in group) >= self.settings.ingest_group_chunks:
-                self._flush(collection, group, report, dry_run, progress)
+                self._write_group(collection, group, report, dry_run, progress)
                 group = []
-        self._flush(collection, group, report, dry_run, progress)
+        self._write_group(collection, group, report, dry_run, progress)
 
         if prune:
             roots = {str(root) for root, _ in found.files} | {str(Path(p).resolve()) for p in paths if Path(p).is_dir()}
@@ -158,6 +159,7 @@ class Ingester:
                     report.chunks_deleted += len(entry.chunk_ids)
                     if not dry_run:
                         self.store.delete_doc_except(collection, entry.doc_id, [])
+                        self.store.flush(collection)
                         self.manifest.delete(collection, entry.doc_id)
         report.seconds = round(time.perf_counter() - started, 3)
         return report
@@ -192,9 +194,9 @@ class Ingester:
             chunks = self.chunker.chunk(doc_id, document)
             group.append(_Pending(doc_id, Path(root) / doc_id, Path(root), digest, [], document, chunks, old))
             if sum(len(p.chunks) for p in group) >= self.settings.ingest_group_chunks:
-                self._flush(collection, group, report, False, progress)
+                self._write_group(collection, group, report, False, progress)
                 group = []
-        self._flush(collection, group, report, False, progress)
+        self._write_group(collection, group, report, False, progress)
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
@@ -213,7 +215,7 @@ class Ingester:
         except OSError as exc:
             raise ReadError(f"cannot read: {exc.strerror}") from None
 
-    def _flush(self, collection: str, group: list[_Pending], report: IngestReport, dry_run: bool,
+    def _write_group(self, collection: str, group: list[_Pending], report: IngestReport, dry_run: bool,
                progress: Progress) -> None:
         if not group:
             return
@@ -239,19 +241,25 @@ class Ingester:
             moved = [c for c in pending.chunks if c.point_id in old_index and old_index[c.point_id] != c.chunk_index]
             report.chunks_written += len(fresh)
             report.chunks_deleted += len(set(old_ids) - set(new_ids))
+            if dry_run:
+                continue
+            points = [ChunkPoint(c.point_id, vectors[c.point_id], self.bm25.encode_tokens(tokenize(c.text)),
+                                 self._payload(pending, c, now)) for c in fresh]
+            for start in range(0, len(points), self.settings.write_batch_size):
+                self.store.upsert(collection, points[start:start + self.settings.write_batch_size])
+            for c in moved:
+                self.store.set_payload(collection, [c.point_id], {"chunk_index": c.chunk_index})
+            if pending.old and pending.old.tags != pending.tags:
+                self.store.set_payload(collection, new_ids, {"tags": pending.tags})
+            self.store.delete_doc_except(collection, pending.doc_id, new_ids)
+        if not dry_run:
+            # The manifest may only name what the store holds durably.
+            self.store.flush(collection)
+        for pending in group:
             if not dry_run:
-                points = [ChunkPoint(c.point_id, vectors[c.point_id], self.bm25.encode_tokens(tokenize(c.text)),
-                                     self._payload(pending, c, now)) for c in fresh]
-                for start in range(0, len(points), self.settings.write_batch_size):
-                    self.store.upsert(collection, points[start:start + self.settings.write_batch_size])
-                for c in moved:
-                    self.store.set_payload(collection, [c.point_id], {"chunk_index": c.chunk_index})
-                if pending.old and pending.old.tags != pending.tags:
-                    self.store.set_payload(collection, new_ids, {"tags": pending.tags})
-                self.store.delete_doc_except(collection, pending.doc_id, new_ids)
                 self.manifest.put(ManifestEntry(
                     collection, pending.doc_id, str(pending.source), str(pending.root), pending.file_hash,
-                    pending.tags, pending.document.title, new_ids, now))
+                    pending.tags, pending.document.title, [c.point_id for c in pending.chunks], now))
             report.files_ingested += 1
             progress.chunks_done(len(pending.chunks))
             progress.file_done(str(pending.source))

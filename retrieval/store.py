@@ -42,6 +42,7 @@ class VectorStore(Protocol):
     def search(self, name: str, channel: str, vector, limit: int, filters: Filters | None = None) -> list[StoredHit]: ...
     def fused(self, name: str, dense: list[float], sparse: SparseVector, limit: int, prefetch: int,
               fusion: Fusion, rrf_k: int, weights: list[float] | None, filters: Filters | None = None) -> list[StoredHit]: ...
+    def flush(self, name: str) -> None: ...
     def close(self) -> None: ...
 
 
@@ -52,7 +53,12 @@ def _hit(point) -> StoredHit:
 
 # ---------------------------------------------------------------------------------------------------
 class EdgeStore:
-    """qdrant-edge shards, one per collection. Thread-safe: calls into a shard are serialised."""
+    """qdrant-edge shards, one per collection. Thread-safe: calls into a shard are serialised.
+
+    Updates go to the shard's write-ahead log at once (a killed process loses nothing it was told);
+    ``flush`` makes them durable on disk and is called per batch of work, not per call (an fsync
+    per point cost ingest a fifth of its time).
+    """
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -144,7 +150,6 @@ class EdgeStore:
         ]
         with self._lock:
             shard.update(UpdateOperation.upsert_points(edge_points))
-            shard.flush()
 
     def delete_ids(self, name: str, ids: list[str]) -> None:
         from qdrant_edge import UpdateOperation
@@ -154,7 +159,6 @@ class EdgeStore:
             return
         with self._lock:
             shard.update(UpdateOperation.delete_points([uuid.UUID(i) for i in ids]))
-            shard.flush()
 
     def delete_doc_except(self, name: str, doc_id: str, keep_ids: list[str]) -> None:
         from qdrant_edge import FieldCondition, Filter, HasIdCondition, MatchValue, UpdateOperation
@@ -166,7 +170,6 @@ class EdgeStore:
         flt = Filter(must=[FieldCondition(key="doc_id", match=MatchValue(doc_id))], must_not=must_not)
         with self._lock:
             shard.update(UpdateOperation.delete_points_by_filter(flt))
-            shard.flush()
 
     def set_payload(self, name: str, ids: list[str], payload: dict) -> None:
         from qdrant_edge import UpdateOperation
@@ -176,7 +179,6 @@ class EdgeStore:
             return
         with self._lock:
             shard.update(UpdateOperation.set_payload([uuid.UUID(i) for i in ids], payload))
-            shard.flush()
 
     def count(self, name: str, filters: Filters | None = None) -> int:
         from qdrant_edge import CountRequest
@@ -238,9 +240,16 @@ class EdgeStore:
         with self._lock:
             return [_hit(p) for p in shard.query(request)]
 
+    def flush(self, name: str) -> None:
+        shard = self._open(name, create=False)
+        if shard is not None:
+            with self._lock:
+                shard.flush()
+
     def close(self) -> None:
         with self._lock:
             for shard in self._shards.values():
+                shard.flush()
                 shard.close()
             self._shards.clear()
 
@@ -381,6 +390,9 @@ class ServerStore:
         result = self.client.query_points(name, prefetch=prefetches, query=query, limit=limit,
                                           query_filter=flt, with_payload=True)
         return [_hit(p) for p in result.points]
+
+    def flush(self, name: str) -> None:
+        """Writes above wait for the server's acknowledgement (``wait=True``): nothing to do."""
 
     def close(self) -> None:
         self.client.close()

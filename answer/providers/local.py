@@ -7,6 +7,7 @@ forced with a JSON-schema grammar: without it the small Qwen models echo the pas
 
 from __future__ import annotations
 
+import atexit
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -38,9 +39,20 @@ _models: dict[str, LoadedModel] = {}
 _models_lock = threading.Lock()
 
 
+def _close_models() -> None:
+    # Free llama.cpp models before interpreter teardown; left to __del__, llama-cpp-python prints a
+    # TypeError traceback at exit because the C bindings are already gone.
+    with _models_lock:
+        for loaded in _models.values():
+            loaded.llama.close()
+        _models.clear()
+
+
 def load_model(name: str, models_dir: Path, n_ctx: int = 4096, n_threads: int = 2) -> LoadedModel:
     """The process-wide instance of ``name``, assembling and verifying its weights the first time."""
     with _models_lock:
+        if not _models:
+            atexit.register(_close_models)
         if name not in _models:
             path = ensure_model_file(name, models_dir)
             _models[name] = LoadedModel(name, path, n_ctx, n_threads)
