@@ -64,7 +64,7 @@ def eval_retrieval(
         retriever = Retriever(settings, store, ingester.encoder)
         with Progress(console=console, transient=True) as progress:
             if beir is not None:
-                name = collection or f"beir-{beir.resolve().name}"
+                name = collection or f"beir-{beir.resolve().name.removeprefix('beir-')}"
                 task = progress.add_task(f"ingesting {beir}", total=None)
                 dataset, _ = ensure_beir_collection(ingester, beir, name)
                 progress.update(task, total=1, completed=1)

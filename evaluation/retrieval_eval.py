@@ -74,7 +74,7 @@ def ensure_beir_collection(ingester, folder: Path, collection: str, progress=Non
 def evaluate_beir(retriever, dataset, collection: str, modes: list[str], k: int = 10, depth: int = 100,
                   query_ids: list[str] | None = None, on_query=None) -> RetrievalReport:
     qids = query_ids or sorted(dataset.queries)
-    report = RetrievalReport(f"beir/{dataset.name}", collection, len(qids))
+    report = RetrievalReport(f"beir/{dataset.name.removeprefix('beir-')}", collection, len(qids))
     for mode in modes:
         run, samples, latencies = {}, [], []
         for qid in qids:

@@ -104,6 +104,10 @@ class Retriever:
         self.store = store
         self.encoder = encoder or get_dense_encoder()
         self.bm25 = Bm25Encoder(settings.bm25_k1, settings.bm25_b, settings.bm25_avg_len)
+        if reranker is None:
+            from retrieval.rerank import DensePrfReranker
+
+            reranker = DensePrfReranker()
         self.reranker = reranker
 
     def search(self, query: str, collection: str | None = None, top_k: int | None = None,
@@ -164,8 +168,12 @@ class Retriever:
                     hit.channels[name] = {"rank": rank, "score": raw}
             hits.append(hit)
 
-        if mode is Mode.RERANK and self.reranker is not None:
+        if mode is Mode.RERANK and hits and dense_vec:
+            from retrieval.rerank import RerankContext
+
             t2 = time.perf_counter()
-            hits = self.reranker.rerank(query, hits)
+            context = RerankContext(self.store, collection, dense_vec, sparse_hits, filters, depth,
+                                    self.settings.dense_weight)
+            hits = self.reranker.rerank(query, hits, context)
             timings["rerank_ms"] = (time.perf_counter() - t2) * 1000
         return SearchResult(hits[:top_k], timings)

@@ -42,6 +42,7 @@ class VectorStore(Protocol):
     def search(self, name: str, channel: str, vector, limit: int, filters: Filters | None = None) -> list[StoredHit]: ...
     def fused(self, name: str, dense: list[float], sparse: SparseVector, limit: int, prefetch: int,
               fusion: Fusion, rrf_k: int, weights: list[float] | None, filters: Filters | None = None) -> list[StoredHit]: ...
+    def dense_vectors(self, name: str, ids: list[str]) -> dict[str, list[float]]: ...
     def flush(self, name: str) -> None: ...
     def close(self) -> None: ...
 
@@ -240,6 +241,14 @@ class EdgeStore:
         with self._lock:
             return [_hit(p) for p in shard.query(request)]
 
+    def dense_vectors(self, name: str, ids: list[str]) -> dict[str, list[float]]:
+        shard = self._open(name, create=False)
+        if shard is None or not ids:
+            return {}
+        with self._lock:
+            records = shard.retrieve([uuid.UUID(i) for i in ids], with_payload=False, with_vector=[DENSE])
+        return {str(r.id): list(r.vector[DENSE]) for r in records}
+
     def flush(self, name: str) -> None:
         shard = self._open(name, create=False)
         if shard is not None:
@@ -390,6 +399,12 @@ class ServerStore:
         result = self.client.query_points(name, prefetch=prefetches, query=query, limit=limit,
                                           query_filter=flt, with_payload=True)
         return [_hit(p) for p in result.points]
+
+    def dense_vectors(self, name: str, ids: list[str]) -> dict[str, list[float]]:
+        if not ids or not self.has_collection(name):
+            return {}
+        records = self.client.retrieve(name, ids=list(ids), with_payload=False, with_vectors=[DENSE])
+        return {str(r.id): list(r.vector[DENSE]) for r in records}
 
     def flush(self, name: str) -> None:
         """Writes above wait for the server's acknowledgement (``wait=True``): nothing to do."""

@@ -141,3 +141,12 @@ def test_ragas_context_metrics_match_hand_computed_values():
     assert scores["context_precision_with_reference"] == pytest.approx((1 + 0.5 + 0) / 3, abs=1e-6)
     # Share of references found among the retrieved contexts: 1/1, 1/2, 0/1.
     assert scores["context_recall"] == pytest.approx((1 + 0.5 + 0) / 3)
+
+
+def test_rerank_mode_reorders_hybrid_hits_within_the_filters(retriever):
+    hybrid = retriever.search("camera sensor heat and cleaning", "docs", 5, Mode.HYBRID).hits
+    reranked = retriever.search("camera sensor heat and cleaning", "docs", 5, Mode.RERANK).hits
+    assert len(reranked) == 5 and {h.doc_id for h in reranked} & {h.doc_id for h in hybrid}
+    assert {"sensor.md", "video.md"} <= {h.doc_id for h in reranked[:3]}
+    filtered = retriever.search("lens flash", "docs", 5, Mode.RERANK, filters={"tags": ["hardware"]}).hits
+    assert {h.doc_id for h in filtered} == {"lens.md", "flash.md"}
