@@ -38,6 +38,14 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
 }
 
 
+class ApiKeySpec(BaseModel):
+    """What one API key may do: its tenant, and the collections it may read and write ("*" = every one)."""
+
+    tenant: str = Field(min_length=1, max_length=64)
+    collections: list[str] = Field(default_factory=list)
+    read_only_collections: list[str] = Field(default_factory=list)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ATTEST_", toml_file="attest.toml", extra="ignore")
 
@@ -129,6 +137,71 @@ class Settings(BaseSettings):
     budget_request_tokens: int = Field(default=6000, ge=0)
     budget_key_daily_tokens: int = Field(default=500_000, ge=0)
     budget_org_monthly_tokens: int = Field(default=10_000_000, ge=0)
+
+    # ---- HTTP API (api/) --------------------------------------------------------------------------------
+    # "keys": every request needs an API key (ATTEST_API_KEYS and/or the api_keys table of attest.sqlite).
+    # "open": no key, every collection readable and writable; for local use only (loopback hosts only).
+    api_auth_mode: Literal["keys", "open"] = "keys"
+    # {"<key>": {"tenant": "acme", "collections": ["acme-docs"], "read_only_collections": []}}; "*" = all.
+    api_keys: dict[str, ApiKeySpec] = Field(default_factory=dict)
+    # Limits: a request over one gets a 4xx problem+json saying which limit and its value.
+    api_max_body_kb: int = Field(default=256, ge=1)             # JSON bodies
+    api_max_question_chars: int = Field(default=2000, ge=1)
+    api_max_top_k: int = Field(default=20, ge=1, le=100)
+    api_max_upload_mb: float = Field(default=25.0, gt=0)        # per file
+    api_max_upload_files: int = Field(default=50, ge=1)
+    api_max_upload_total_mb: float = Field(default=100.0, gt=0) # a whole multipart body
+    # Admission control for the question path: requests beyond max_concurrent wait in a queue of at most
+    # max_queue for queue_timeout_s; beyond that they get 503 + Retry-After (never dropped silently).
+    # One API key may hold at most max_inflight_per_key of those slots (beyond: 429 + Retry-After).
+    api_max_concurrent: int = Field(default=4, ge=1)
+    api_max_queue: int = Field(default=32, ge=0)
+    api_queue_timeout_s: float = Field(default=30.0, gt=0)
+    api_max_inflight_per_key: int = Field(default=16, ge=1)
+    # Server-sent events: a comment line this often while nothing else is sent (keeps proxies from closing).
+    api_stream_keepalive_s: float = Field(default=10.0, gt=0)
+    # Logs: one JSON object per line on stderr (False: plain text).
+    log_json: bool = True
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # OpenTelemetry: spans per stage, exported over OTLP/HTTP when an endpoint is set.
+    otel_endpoint: str | None = None
+    otel_service_name: str = "attest"
+
+    # ---- grounding stage (grounding/) -------------------------------------------------------------------
+    # Verify every claim before an answer is served. Scores are calibrated P(supported) (grounding/calibration.json);
+    # each risk level has its threshold there: low = best balanced accuracy, high = at most 5% of unsupported
+    # claims pass (measured with 5-fold cross-validation on SciFact pairs, benchmarks/grounding.py).
+    grounding_enabled: bool = True
+    grounding_default_risk: Literal["low", "high"] = "low"
+    # Optional language-model judge on top of the trained verifier: "local" (a packaged GGUF model, see
+    # grounding_judge_model) or "openai" (any OpenAI-compatible endpoint that returns logprobs). Off by default:
+    # on 2 CPU cores it costs seconds per claim (benchmarks/grounding.py has the figures).
+    grounding_judge: Literal["none", "local", "openai"] = "none"
+    # The judge's model: a local registry name (answer/models.py) or the endpoint's model; default: the strong
+    # local model for "local", openai_model for "openai".
+    grounding_judge_model: str | None = None
+    # Calibration profile (grounding/calibration.json); default: "verifier", or "verifier+judge" with a judge.
+    grounding_profile: str | None = None
+    # Evidence sentences per claim given to the verifier; default: the count it was trained with.
+    grounding_evidence_sentences: int | None = Field(default=None, ge=1, le=10)
+    # A number the claim states that no retrieved passage contains makes the claim unsupported.
+    grounding_number_veto: bool = True
+    # Torch threads for the verifier and the evidence embeddings.
+    grounding_threads: int = Field(default=2, ge=1)
+    # Failing answers go to a review queue (decision queued_for_review) instead of being rejected.
+    grounding_review: bool = False
+
+    @property
+    def grounding_profile_name(self) -> str:
+        if self.grounding_profile:
+            return self.grounding_profile
+        return "verifier" if self.grounding_judge == "none" else "verifier+judge"
+
+    @property
+    def grounding_judge_model_name(self) -> str:
+        if self.grounding_judge_model:
+            return self.grounding_judge_model
+        return self.openai_model if self.grounding_judge == "openai" else self.local_strong_model
 
     @field_validator("chunk_overlap")
     @classmethod

@@ -19,26 +19,43 @@ def _words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
 
 
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) offsets of the passage's sentences, whitespace trimmed."""
+    spans, start = [], 0
+    for boundary in list(_SENTENCE_END.finditer(text)) + [None]:
+        end = boundary.start() if boundary else len(text)
+        piece = text[start:end]
+        if piece.strip():
+            lead = len(piece) - len(piece.lstrip())
+            spans.append((start + lead, start + len(piece.rstrip())))
+        if boundary:
+            start = boundary.end()
+    return spans
+
+
 def passage_sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
+    return [text[a:b] for a, b in sentence_spans(text)]
 
 
 def best_quote(claim: str, passage: str) -> str:
-    """The passage sentence sharing most words with ``claim`` (with its neighbour if that adds more)."""
-    sentences = passage_sentences(passage)
-    if not sentences:
+    """A verbatim span of ``passage``: the sentence sharing most words with ``claim``, with its neighbour
+    when that covers words the best one lacks."""
+    spans = sentence_spans(passage)
+    if not spans:
         return ""
     claim_words = _words(claim)
-    scores = [len(claim_words & _words(s)) for s in sentences]
-    best = max(range(len(sentences)), key=lambda i: (scores[i], -i))
-    quote = sentences[best]
+    scores = [len(claim_words & _words(passage[a:b])) for a, b in spans]
+    best = max(range(len(spans)), key=lambda i: (scores[i], -i))
+    start, end = spans[best]
     # Claims often merge two adjacent sentences: extend when the neighbour covers words the best one lacks.
-    covered = claim_words & _words(quote)
+    covered = claim_words & _words(passage[start:end])
     for neighbour in (best + 1, best - 1):
-        if 0 <= neighbour < len(sentences) and (claim_words & _words(sentences[neighbour])) - covered:
-            pair = (quote, sentences[neighbour]) if neighbour > best else (sentences[neighbour], quote)
-            candidate = " ".join(pair)
-            if len(candidate) <= MAX_QUOTE_CHARS:
-                quote = candidate
-            break
+        if 0 <= neighbour < len(spans):
+            n_start, n_end = spans[neighbour]
+            if (claim_words & _words(passage[n_start:n_end])) - covered:
+                wider = (min(start, n_start), max(end, n_end))
+                if wider[1] - wider[0] <= MAX_QUOTE_CHARS:
+                    start, end = wider
+                break
+    quote = passage[start:end]
     return quote if len(quote) <= MAX_QUOTE_CHARS else quote[:MAX_QUOTE_CHARS - 1] + "…"

@@ -163,6 +163,8 @@ def search(
 from api.cli_eval import eval_app  # noqa: E402  (registered after the commands above)
 
 app.add_typer(eval_app, name="eval")
+from api.cli_verify import verify_command  # noqa: E402
+app.command("verify")(verify_command)
 
 @app.command()
 def ask(
@@ -242,6 +244,19 @@ def _print_answer(result) -> None:
     for a in failed:
         out.print(f"[dim]attempt {a.provider}/{a.model} {a.prompt}: {a.outcome} {a.detail}[/dim]")
     out.print(f"[dim]request id {result.request_id}[/dim]")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (open auth mode: loopback only)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port (0: any free port)."),
+):
+    """Serve the HTTP API (uvicorn, one worker: the embedded index is single-process)."""
+    from api.serve import run_server
+
+    code = run_server(_settings(), host, port, echo=lambda line: console.print(line, markup=False))
+    if code:
+        raise typer.Exit(code)
 
 if __name__ == "__main__":
     app()

@@ -53,6 +53,7 @@ class Hit:
     heading_path: list[str] = field(default_factory=list)
     chunk_index: int = 0
     tags: list[str] = field(default_factory=list)
+    content_hash: str = ""
     # {"dense": {"rank": 1, "score": 0.71}, "bm25": {...}}; a channel that missed the hit is absent.
     channels: dict[str, dict] = field(default_factory=dict)
 
@@ -62,7 +63,7 @@ class Hit:
         return cls(id=stored.id, score=score, text=p.get("text", ""), doc_id=p.get("doc_id", ""),
                    source=p.get("source", ""), title=p.get("title", ""), page=p.get("page"),
                    heading_path=list(p.get("heading_path") or []), chunk_index=p.get("chunk_index", 0),
-                   tags=list(p.get("tags") or []))
+                   tags=list(p.get("tags") or []), content_hash=p.get("content_hash", ""))
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

@@ -338,3 +338,15 @@ def test_cache_keeps_answers_under_different_filters_apart(cache_env):
                    filters={"tags": ["eu"]})
     assert cache.lookup("docs", vector) is None
     assert cache.lookup("docs", vector, filters={"tags": ["eu"]}) is not None
+
+
+# ---- quotes ----------------------------------------------------------------------------------------
+def test_quote_is_a_verbatim_span_of_the_cited_passage():
+    from answer.quotes import best_quote
+
+    passage = ("Power and charging\nThe camera does not turn on\n - Check that the battery is charged.\n"
+               " - Check that the door is closed.\n\nThe charge drops while off. Check Bluetooth in Power Off.")
+    for claim in ("Check that the battery is charged and the door is closed.", "Bluetooth drains the charge while off."):
+        quote = best_quote(claim, passage)
+        assert quote and quote in passage
+    assert "Bluetooth" in best_quote("Bluetooth drains the charge while off.", passage)
