@@ -120,6 +120,8 @@ class Settings(BaseSettings):
 
     # Prompts (answer/prompts/<name>@<version>.txt); the retry uses the simplified one.
     answer_prompt: str = "answer@1"
+    # A folder searched before answer/prompts/ for <name>@<version>.txt (your own or a candidate prompt).
+    prompts_dir: Path | None = None
     answer_retry_prompt: str = "answer-simple@1"
     answer_passages: int = Field(default=5, ge=1, le=20)
     answer_max_tokens: int = Field(default=400, ge=32, le=4096)

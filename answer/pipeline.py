@@ -218,7 +218,8 @@ class _Request:
             return None
         first_token_limit, total_limit = provider_timeouts(name, self.settings)
         for prompt_id in (self.settings.answer_prompt, self.settings.answer_retry_prompt):
-            messages = load_prompt(prompt_id).render(self.question, self.passages)
+            prompts_dir = str(self.settings.prompts_dir) if self.settings.prompts_dir else None
+            messages = load_prompt(prompt_id, prompts_dir).render(self.question, self.passages)
             call_started = time.perf_counter()
             chat = None
             try:

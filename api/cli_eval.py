@@ -92,3 +92,116 @@ def eval_retrieval(
     else:
         _print_report(report)
         console.print(f"report written to {out}")
+
+
+@eval_app.command("golden")
+def eval_golden(
+    golden: Path = typer.Option(Path("data/demo/golden.jsonl"), "--golden", help="Golden set (JSONL)."),
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Its documents (default: the golden file's folder)."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="A committed report to gate against."),
+    max_drop: float = typer.Option(0.02, "--max-drop", help="Largest relative drop of a headline score that passes."),
+    risk: str = typer.Option("low", "--risk", help="low | high"),
+    limit: int = typer.Option(0, "--limit", min=0, help="Only the first N cases (0 = all)."),
+    collection: Optional[str] = typer.Option(None, "--collection", "-c"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for the JSON and Markdown reports."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
+):
+    """Run retrieve -> answer -> verify on a golden set, score every case, and gate against a baseline."""
+    from rich.progress import Progress
+
+    from api.cli import _open_store, _settings
+    from api.question import QuestionPath
+    from evaluation.golden import (
+        GoldenReport, RunHistory, embedding_similarity, markdown_report, outcome_from_response,
+        regression_gate, run_golden,
+    )
+    from evaluation.retrieval_eval import load_golden
+    from ingest.manifest import Manifest
+    from ingest.pipeline import Ingester
+
+    if risk not in ("low", "high"):
+        console.print(f"[red]unknown risk {risk!r}: valid values are low, high[/red]")
+        raise typer.Exit(2)
+    try:
+        cases = load_golden(golden)
+        base = GoldenReport.from_dict(json.loads(baseline.read_text())) if baseline else None
+    except (OSError, ValueError, TypeError) as exc:
+        console.print(f"[red]cannot read the golden set or baseline: {exc}[/red]")
+        raise typer.Exit(2)
+    cases = cases[:limit] if limit else cases
+    settings = _settings()
+    store = _open_store(settings)
+    manifest = Manifest(settings.manifest_path)
+    folder = corpus or golden.parent
+    name = collection or f"eval-{folder.resolve().name}"
+    path = None
+    try:
+        ingester = Ingester(settings, store, manifest)
+        ingester.run([folder], collection=name)
+        path = QuestionPath(settings, store, encoder=ingester.encoder)
+        ask = lambda q: outcome_from_response(path.ask(q, collection=name, risk=risk))  # noqa: E731
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("golden cases", total=len(cases))
+            report = run_golden(cases, ask, golden.name, embedding_similarity(ingester.encoder),
+                                on_case=lambda: progress.advance(task))
+    finally:
+        if path is not None:
+            path.close()
+        store.close()
+        manifest.close()
+
+    gate = regression_gate(report, base, max_drop) if base else None
+    history = RunHistory(settings.database_path)
+    history.record(report)
+    history.close()
+    out = output or settings.data_dir / "reports"
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / f"golden-{report.run_id}.json"
+    json_path.write_text(json.dumps(report.to_dict(), indent=2))
+    (out / f"golden-{report.run_id}.md").write_text(markdown_report(report, gate))
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        table = Table(title=f"{golden.name}: {len(report.cases)} cases, run {report.run_id}")
+        table.add_column("score")
+        table.add_column("value", justify="right")
+        if base:
+            table.add_column("baseline", justify="right")
+        for key, value in report.scores.items():
+            row = [key, f"{value:.4f}"] + ([f"{base.scores.get(key, 0):.4f}"] if base else [])
+            table.add_row(*row)
+        Console(width=120).print(table)
+        console.print(f"latency p50 {report.latency_ms['p50']:.0f} ms, p95 {report.latency_ms['p95']:.0f} ms; "
+                      f"decisions {report.decisions}; report {json_path}")
+    if gate is not None:
+        console.print(gate.describe())
+        if not gate.passed:
+            raise typer.Exit(1)
+
+
+@eval_app.command("history")
+def eval_history(golden: Optional[str] = typer.Option(None, "--golden", help="Only runs of this golden file name.")):
+    """The trend of the headline scores over stored golden runs."""
+    from api.cli import _settings
+    from evaluation.golden import HEADLINE, RunHistory
+
+    history = RunHistory(_settings().database_path)
+    runs = history.runs(golden)
+    history.close()
+    if not runs:
+        console.print("no golden runs stored yet: run `attest eval golden` first")
+        return
+    table = Table(title="golden runs")
+    for column in ("when", "run", "golden", "commit", "prompts") + HEADLINE + ("p50 ms",):
+        table.add_column(column)
+    previous = None
+    for run in runs:
+        cells = []
+        for key in HEADLINE:
+            value = run["scores"].get(key, 0.0)
+            arrow = "" if previous is None else ("↑" if value > previous.get(key, 0) + 1e-9 else "↓" if value < previous.get(key, 0) - 1e-9 else "=")
+            cells.append(f"{value:.3f}{arrow}")
+        table.add_row(run["created_at"], run["run_id"], run["golden"], run["git_commit"], ",".join(run["prompts"]),
+                      *cells, f"{run['latency_p50_ms']:.0f}")
+        previous = run["scores"]
+    Console(width=220).print(table)

@@ -237,3 +237,27 @@ class RunHistory:
 
     def close(self) -> None:
         self.db.close()
+
+
+def outcome_from_response(response) -> dict:
+    """The question path's response (api.schemas.QueryResponse) as the dict ``run_golden`` scores."""
+    return {
+        "answer": response.answer,
+        "decision": response.decision,
+        "citations": [c.model_dump() for c in response.citations],
+        "claims": [{"text": c.text, "supported": c.verdict == "supported", "score": c.score} for c in response.claims],
+        "latency_ms": response.timings_ms.get("total_ms") or sum(response.timings_ms.values()),
+        "cost_usd": response.cost_usd or 0.0,
+        "model": response.model,
+        "prompt": response.prompt,
+    }
+
+
+def embedding_similarity(encoder) -> Callable[[str, str], float]:
+    """Cosine similarity of MiniLM sentence embeddings: a semantic score that paraphrases do not fail."""
+
+    def similarity(a: str, b: str) -> float:
+        vectors = encoder.encode([a, b])
+        return max(0.0, float(vectors[0] @ vectors[1]))
+
+    return similarity

@@ -66,12 +66,15 @@ def available_prompts() -> list[str]:
 
 
 @lru_cache(maxsize=32)
-def load_prompt(prompt_id: str) -> PromptTemplate:
-    """Load ``name@version`` from this folder."""
+def load_prompt(prompt_id: str, extra_dir: str | None = None) -> PromptTemplate:
+    """Load ``name@version`` from ``extra_dir`` (``ATTEST_PROMPTS_DIR``: a user's own prompts, or an
+    evaluation's candidate) when it has that file, else from this folder."""
     match = _PROMPT_ID.match(prompt_id)
     if not match:
         raise PromptError(f"invalid prompt id {prompt_id!r}: expected name@version, e.g. answer@1")
     path = PROMPTS_DIR / f"{prompt_id}.txt"
+    if extra_dir and (Path(extra_dir) / f"{prompt_id}.txt").is_file():
+        path = Path(extra_dir) / f"{prompt_id}.txt"
     if not path.is_file():
         raise PromptError(f"no prompt {prompt_id!r}: available prompts are {', '.join(available_prompts())}")
     text = path.read_text(encoding="utf-8")
