@@ -160,6 +160,8 @@ class Settings(BaseSettings):
     api_max_queue: int = Field(default=32, ge=0)
     api_queue_timeout_s: float = Field(default=30.0, gt=0)
     api_max_inflight_per_key: int = Field(default=16, ge=1)
+    # The key the CLI sends when it forwards work to a running `attest serve` in keys mode.
+    api_client_key: SecretStr | None = None
     # Server-sent events: a comment line this often while nothing else is sent (keeps proxies from closing).
     api_stream_keepalive_s: float = Field(default=10.0, gt=0)
     # Logs: one JSON object per line on stderr (False: plain text).

@@ -1,0 +1,161 @@
+"""API keys: each bound to a tenant and the collections it may read and write.
+
+Keys come from the configuration (``ATTEST_API_KEYS``, JSON) and from the ``api_keys`` table of
+``<data_dir>/attest.sqlite`` (only a SHA-256 digest of each key is stored there; ``add_key`` makes one).
+A request without a valid key gets 401; a collection the key may not touch is reported as not found (404),
+so one tenant cannot learn the names of another's collections. ``ATTEST_API_AUTH_MODE=open`` turns keys off
+for local use: every request is the tenant ``local`` with every collection.
+
+    principal = keys.authenticate("Bearer sk-...")         # or the X-API-Key header's value
+    principal.can_read("acme-docs"), principal.can_write("acme-docs")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from answer.usage import Principal as UsagePrincipal
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_sha256  TEXT PRIMARY KEY,
+    key_id      TEXT NOT NULL,
+    tenant      TEXT NOT NULL,
+    collections TEXT NOT NULL,           -- JSON list; "*" = every collection
+    read_only_collections TEXT NOT NULL DEFAULT '[]',
+    created_at  TEXT NOT NULL,
+    revoked     INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+OPEN_TENANT = "local"
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a key id (never the key), its tenant, and what it may touch."""
+
+    key_id: str
+    tenant: str
+    collections: tuple[str, ...]
+    read_only: tuple[str, ...] = ()
+    open_mode: bool = False
+
+    def can_read(self, collection: str) -> bool:
+        return "*" in self.collections or collection in self.collections or collection in self.read_only \
+            or "*" in self.read_only
+
+    def can_write(self, collection: str) -> bool:
+        return "*" in self.collections or collection in self.collections
+
+    def default_collection(self, fallback: str) -> str:
+        for name in self.collections + self.read_only:
+            if name != "*":
+                return name
+        return fallback
+
+    def usage(self) -> UsagePrincipal:
+        """The answer stage's view (token budgets per key and per organisation = tenant)."""
+        return UsagePrincipal(api_key_id=self.key_id, org=self.tenant)
+
+
+@dataclass
+class _Entry:
+    digest: str
+    principal: Principal
+
+
+@dataclass
+class KeyStore:
+    """Config keys plus the SQLite table; lookups compare digests in constant time."""
+
+    settings: object
+    _config: list[_Entry] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self):
+        for key, spec in (self.settings.api_keys or {}).items():
+            digest = _digest(key)
+            self._config.append(_Entry(digest, Principal(
+                key_id="key_" + digest[:12], tenant=spec.tenant, collections=tuple(spec.collections),
+                read_only=tuple(spec.read_only_collections))))
+        self._db: sqlite3.Connection | None = None
+        path = Path(self.settings.database_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    @property
+    def open_mode(self) -> bool:
+        return self.settings.api_auth_mode == "open"
+
+    def count(self) -> int:
+        with self._lock:
+            (n,) = self._db.execute("SELECT COUNT(*) FROM api_keys WHERE revoked = 0").fetchone()
+        return n + len(self._config)
+
+    def lookup(self, key: str) -> Principal | None:
+        if not key:
+            return None
+        digest = _digest(key)
+        found = None
+        for entry in self._config:
+            if hmac.compare_digest(entry.digest, digest):
+                found = entry.principal
+        if found is not None:
+            return found
+        with self._lock:
+            row = self._db.execute(
+                "SELECT key_id, tenant, collections, read_only_collections FROM api_keys "
+                "WHERE key_sha256 = ? AND revoked = 0", (digest,)).fetchone()
+        if row is None:
+            return None
+        key_id, tenant, collections, read_only = row
+        return Principal(key_id=key_id, tenant=tenant, collections=tuple(json.loads(collections)),
+                         read_only=tuple(json.loads(read_only)))
+
+    def open_principal(self) -> Principal:
+        return Principal(key_id="local", tenant=OPEN_TENANT, collections=("*",), open_mode=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+def add_key(database_path: Path, tenant: str, collections: list[str], read_only: list[str] | None = None) -> str:
+    """Create a key in the SQLite table and return it (shown once; only its digest is kept)."""
+    key = "ak_" + secrets.token_urlsafe(32)
+    digest = _digest(key)
+    db = sqlite3.connect(str(database_path), isolation_level=None)
+    try:
+        db.executescript(_SCHEMA)
+        db.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, 0)",
+                   (digest, "key_" + digest[:12], tenant, json.dumps(collections), json.dumps(read_only or []),
+                    datetime.now(timezone.utc).isoformat(timespec="seconds")))
+    finally:
+        db.close()
+    return key
+
+
+def revoke_key(database_path: Path, key: str) -> bool:
+    db = sqlite3.connect(str(database_path), isolation_level=None)
+    try:
+        db.executescript(_SCHEMA)
+        return db.execute("UPDATE api_keys SET revoked = 1 WHERE key_sha256 = ?", (_digest(key),)).rowcount > 0
+    finally:
+        db.close()

@@ -1,0 +1,231 @@
+"""Uploads and ingest jobs: files saved under ``<data_dir>/uploads/<tenant>/<collection>/``, ingested by one
+background worker through the same ``Ingester`` as ``attest ingest``.
+
+An upload is staged in ``<collection folder>/.incoming/<job id>/`` (a hidden folder: the ingester skips it)
+and moved into place when its job starts, so a job reports exactly its own files. The job ingests the
+collection's upload folder as a whole, which is idempotent: files of earlier jobs are unchanged and cost
+only a hash. A file that cannot be read is reported with the reason and removed from the folder; the rest
+are ingested. Jobs survive a restart: queued or interrupted ones run again when the server starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import re
+import shutil
+import threading
+import unicodedata
+import uuid
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+from api.records import Records, utc_now
+
+log = logging.getLogger("attest.api.jobs")
+
+INCOMING = ".incoming"
+_UNSAFE = re.compile(r"[^\w. -]+")  # \w: letters and digits of any script, and "_"
+
+
+def sanitise_name(name: str) -> str:
+    """A safe relative path from a client's file name: each segment reduced to letters, digits, '.', '_',
+    '-' and spaces; no '..', no leading dots (hidden files), no absolute paths, at most 4 levels, segments
+    of at most 120 characters (a file name keeps its extension).
+
+    >>> sanitise_name("../../etc/passwd")
+    'etc/passwd'
+    >>> sanitise_name("C:\\\\Users\\\\me\\\\Report (final).pdf")
+    'C/Users/me/Report final.pdf'
+    """
+    name = unicodedata.normalize("NFKC", name or "").replace("\\", "/")
+    parts = []
+    for segment in PurePosixPath(name).parts:
+        segment = _UNSAFE.sub("", segment).strip().lstrip(".").strip()
+        segment = re.sub(r"\s+", " ", segment)
+        if len(segment) > 120:
+            stem, dot, suffix = segment.rpartition(".")
+            segment = stem[:110] + dot + suffix[:9] if dot and len(suffix) <= 9 else segment[:120]
+        if segment and segment not in (".", ".."):
+            parts.append(segment)
+    return "/".join(parts[-4:])
+
+
+class CollectionLocks:
+    """One lock per collection: the job worker and document deletes never write a collection at once."""
+
+    def __init__(self):
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, collection: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(collection, threading.Lock())
+
+    @contextmanager
+    def hold(self, collection: str, timeout: float = -1):
+        lock = self.get(collection)
+        if not lock.acquire(timeout=timeout):
+            raise TimeoutError(collection)
+        try:
+            yield
+        finally:
+            lock.release()
+
+
+class _Tracker:
+    """The ingester's progress callbacks, turned into per-file outcomes: a file whose ``file_done`` follows a
+    ``chunks_done`` was written; one without was unchanged (or failed: the report's failures say which)."""
+
+    def __init__(self):
+        self.chunks: dict[str, int] = {}
+        self.done: set[str] = set()
+        self._pending: int | None = None
+
+    def start(self, files: int) -> None: ...
+
+    def chunks_done(self, n: int) -> None:
+        self._pending = n
+
+    def file_done(self, path: str) -> None:
+        key = str(Path(path).resolve())
+        self.done.add(key)
+        if self._pending is not None:
+            self.chunks[key] = self._pending
+            self._pending = None
+
+
+class JobRunner:
+    """Stages uploads and runs ingest jobs one at a time on a background thread."""
+
+    def __init__(self, settings, store, records: Records, locks: CollectionLocks, encoder=None, metrics=None):
+        self.settings = settings
+        self.store = store
+        self.records = records
+        self.locks = locks
+        self.encoder = encoder
+        self.metrics = metrics
+        self.uploads = Path(settings.data_dir).resolve() / "uploads"
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._ingester = None
+        self._manifest = None
+        self.busy = threading.Event()
+
+    def collection_dir(self, tenant: str, collection: str) -> Path:
+        return self.uploads / sanitise_name(tenant).replace("/", "_") / collection
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._work, name="attest-ingest", daemon=True)
+        self._thread.start()
+        for job in self.records.unfinished_jobs():
+            log.info("resuming ingest job %s", job["id"])
+            self._queue.put(job["id"])
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._thread = None
+        if self._manifest is not None:
+            self._manifest.close()
+            self._manifest = None
+
+    # ---- a new job -------------------------------------------------------------------------------------
+    def new_job_id(self) -> str:
+        return "job_" + uuid.uuid4().hex[:20]
+
+    def staging_dir(self, tenant: str, collection: str, job_id: str) -> Path:
+        return self.collection_dir(tenant, collection) / INCOMING / job_id
+
+    def submit(self, job: dict) -> None:
+        """``job``: id, tenant, collection, files (JobFile dicts; status pending ones are staged)."""
+        self.records.save_job(job)
+        self._queue.put(job["id"])
+
+    # ---- the worker ------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is None:
+                return
+            job = self.records.job(job_id)
+            if job is None or job["status"] not in ("queued", "running"):
+                continue
+            self.busy.set()
+            try:
+                self._run(job)
+            except Exception as exc:  # the job fails with its reason; the worker lives on
+                log.error("ingest job %s failed", job_id, exc_info=exc)
+                job.update(status="failed", finished_at=utc_now(),
+                           error=f"the ingest job failed ({type(exc).__name__}: {exc})")
+                for f in job["files"]:
+                    if f["status"] == "pending":
+                        f.update(status="failed", reason="not ingested: the job failed")
+                self.records.save_job(job)
+                if self.metrics is not None:
+                    self.metrics.jobs.labels("failed").inc()
+            finally:
+                self.busy.clear()
+
+    def _ingester_for(self):
+        if self._ingester is None:
+            from ingest.manifest import Manifest
+            from ingest.pipeline import Ingester
+
+            self._manifest = Manifest(self.settings.manifest_path)
+            self._ingester = Ingester(self.settings, self.store, self._manifest, self.encoder)
+        return self._ingester
+
+    def _run(self, job: dict) -> None:
+        job.update(status="running", started_at=utc_now())
+        self.records.save_job(job)
+        collection = job["collection"]
+        root = self.collection_dir(job["tenant"], collection)
+        staging = self.staging_dir(job["tenant"], collection, job["id"])
+        pending = [f for f in job["files"] if f["status"] == "pending"]
+        with self.locks.hold(collection):
+            for f in pending:
+                source, target = staging / f["name"], root / f["name"]
+                if source.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(source, target)
+                elif not target.exists():
+                    f.update(status="failed", reason="the uploaded file was lost before ingestion (server restart?)")
+            shutil.rmtree(staging, ignore_errors=True)
+            tracker = _Tracker()
+            report = self._ingester_for().run([root], collection, progress=tracker)
+            failures = {str(Path(x["path"]).resolve()): x["reason"] for x in report.failures}
+            for f in pending:
+                if f["status"] != "pending":
+                    continue
+                key = str((root / f["name"]).resolve())
+                if key in failures:
+                    f.update(status="failed", reason=failures[key])
+                    (root / f["name"]).unlink(missing_ok=True)  # never retried by later jobs
+                elif key in tracker.chunks:
+                    f.update(status="ingested", chunks=tracker.chunks[key])
+                elif key in tracker.done:
+                    f.update(status="unchanged")
+                else:
+                    f.update(status="failed", reason="not ingested (skipped by the reader)")
+                    (root / f["name"]).unlink(missing_ok=True)
+        ok = [f for f in job["files"] if f["status"] in ("ingested", "unchanged")]
+        bad = [f for f in job["files"] if f["status"] in ("failed", "rejected")]
+        job.update(status="succeeded" if not bad else ("partial" if ok else "failed"), finished_at=utc_now(),
+                   summary={"files_ingested": sum(f["status"] == "ingested" for f in job["files"]),
+                            "files_unchanged": sum(f["status"] == "unchanged" for f in job["files"]),
+                            "files_failed": len(bad), "chunks_written": report.chunks_written,
+                            "chunks_deleted": report.chunks_deleted, "seconds": report.seconds})
+        self.records.save_job(job)
+        if self.metrics is not None:
+            self.metrics.jobs.labels(job["status"]).inc()
+            for f in job["files"]:
+                self.metrics.files.labels(f["status"]).inc()
+        log.info("ingest job finished", extra={"job_id": job["id"], "status": job["status"],
+                                               "collection": collection, **job["summary"]})

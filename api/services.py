@@ -1,0 +1,66 @@
+"""The long-lived parts one API process holds: the store, the question path, keys, records, jobs, metrics."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from api.admission import Admission
+from api.auth import KeyStore
+from api.jobs import CollectionLocks, JobRunner
+from api.metrics import Metrics
+from api.question import QuestionPath
+from api.records import Records
+
+log = logging.getLogger("attest.api")
+
+
+@dataclass
+class Services:
+    settings: object
+    store: object
+    question: QuestionPath
+    keys: KeyStore
+    records: Records
+    jobs: JobRunner
+    locks: CollectionLocks
+    metrics: Metrics
+    admission: Admission
+    manifest: object
+    manifest_lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
+
+    @classmethod
+    def build(cls, settings, store=None, encoder=None, pipeline=None, verifier="auto", tracer=None) -> "Services":
+        """Open everything the settings name. ``store``/``encoder``/``pipeline``/``verifier`` may be given
+        (tests, or a caller that already holds them)."""
+        from ingest.manifest import Manifest
+        from retrieval.dense import get_dense_encoder
+        from retrieval.store import open_store
+
+        metrics = Metrics()
+        store = store if store is not None else open_store(settings)
+        encoder = encoder or get_dense_encoder()
+        records = Records(settings.database_path)
+        locks = CollectionLocks()
+        question = QuestionPath(settings, store, encoder=encoder, pipeline=pipeline, verifier=verifier,
+                                records=records, metrics=metrics, tracer=tracer)
+        jobs = JobRunner(settings, store, records, locks, encoder=encoder, metrics=metrics)
+        admission = Admission(settings.api_max_concurrent, settings.api_max_queue, settings.api_queue_timeout_s,
+                              settings.api_max_inflight_per_key, metrics)
+        return cls(settings=settings, store=store, question=question, keys=KeyStore(settings), records=records,
+                   jobs=jobs, locks=locks, metrics=metrics, admission=admission,
+                   manifest=Manifest(settings.manifest_path))
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.jobs.stop()
+        self.question.close()
+        with self.manifest_lock:
+            self.manifest.close()
+        self.records.close()
+        self.keys.close()
+        self.store.close()
