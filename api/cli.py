@@ -29,13 +29,10 @@ def _settings():
 
 
 def _open_store(settings):
-    from retrieval.store import StoreLockedError, open_store
+    from retrieval.store import open_store
 
-    try:
-        return open_store(settings)
-    except StoreLockedError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(3)
+    # The embedded shard is locked lazily, on first use: main() turns that StoreLockedError into advice.
+    return open_store(settings)
 
 
 class _RichProgress:
@@ -84,6 +81,7 @@ def ingest(
 
     from ingest.manifest import Manifest
     from ingest.pipeline import Ingester
+    from retrieval.store import StoreLockedError
 
     settings = _settings()
     store = _open_store(settings)
@@ -94,6 +92,12 @@ def ingest(
         bar = _RichProgress() if show_bar else None
         with bar or nullcontext():
             report = ingester.run(paths, collection, tag, prune=prune, dry_run=dry_run, progress=bar)
+    except StoreLockedError:
+        # `attest serve` holds the index: send the files through it (or say plainly what to do).
+        from api.server_lock import handle_locked_store
+
+        raise typer.Exit(handle_locked_store(settings, "ingest", list(paths), collection,
+                                             echo=lambda line: console.print(line, markup=False)))
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2)
@@ -258,5 +262,20 @@ def serve(
     if code:
         raise typer.Exit(code)
 
+def main() -> None:
+    """The console script: the typer app, with a held index explained instead of a traceback."""
+    from retrieval.store import StoreLockedError
+
+    try:
+        app()
+    except StoreLockedError:
+        from api.server_lock import find_running_server, store_held_message
+
+        settings = _settings()
+        command = next((a for a in sys.argv[1:] if not a.startswith("-")), "this command")
+        console.print(store_held_message(settings, find_running_server(settings), command), markup=False)
+        sys.exit(3)
+
+
 if __name__ == "__main__":
-    app()
+    main()
