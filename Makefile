@@ -26,6 +26,7 @@ $(VENV)/.installed: pyproject.toml requirements-models.txt
 demo: install
 	$(BIN)/attest ingest data/demo
 	$(BIN)/attest search "How long is the warranty on the camera body?" -k 3
+	$(BIN)/attest ask "How long is the standard warranty on the K2 camera body?"
 
 test: install
 	$(BIN)/python -m pytest -q tests
