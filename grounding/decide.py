@@ -1,0 +1,366 @@
+"""The decision: serve, repair, reject or queue an answer, from the verdicts on its claims.
+
+    grounded = verify_answer(settings, question, answer_result, hits, risk="high", regenerate=None)
+    grounded.decision      # "served" | "repaired" | "rejected" | "queued_for_review"
+    grounded.text          # what the user may see
+    grounded.claims        # per-claim verdicts: score, threshold, signals, evidence, citation status
+
+Per claim (grounding/verifier.py scores; the threshold is the risk level's, from the calibration):
+1. its cited passages alone are checked first; a claim they support keeps its citations;
+2. otherwise the best sentences of all retrieved passages; a claim supported only by another passage gets
+   its citation corrected to that passage (``citation="corrected"``, or ``"added"`` when it cited none);
+3. a claim with no support anywhere is unsupported whatever it cites.
+
+Per answer:
+- every claim supported -> ``served``;
+- some unsupported -> ``repaired``: the sentences holding them are removed when what remains still answers
+  the question; otherwise, when a ``regenerate`` callable is given, one regeneration with a stricter prompt
+  that names the failing claims, verified again;
+- still failing -> ``rejected`` with a clear, safe message, or ``queued_for_review`` when review is on.
+No claim scored under its risk level's threshold is ever part of the served text.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Literal, Sequence
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from grounding.claims import SplitAnswer, split_claims
+from grounding.evidence import Evidence, EvidencePool, Passage
+from grounding.judge import PROMPT_VERSION as JUDGE_PROMPT_VERSION, evidence_block
+from grounding.verifier import ClaimScorer, ScoreItem, Scored
+
+Decision = Literal["served", "repaired", "rejected", "queued_for_review"]
+CitationStatus = Literal["ok", "corrected", "added", "unsupported", "none"]
+PROMPT_VERSION = "grounding@1"
+
+REJECTED_TEXT = ("I could not verify an answer to this question against your documents, so I am not showing one. "
+                 "Try rephrasing the question, or check the cited documents directly. (request id {request_id})")
+REVIEW_TEXT = ("This answer could not be verified against your documents and has been sent for review by a "
+               "person. (request id {request_id})")
+# What remains after removing sentences must stay this close to the question, relative to the full answer.
+MIN_RELEVANCE_KEPT = 0.85
+MIN_RELEVANCE = 0.25
+
+
+class EvidenceRef(BaseModel):
+    passage: int
+    chunk_id: str
+    text: str
+    similarity: float
+
+
+class ClaimVerdict(BaseModel):
+    claim: str
+    sentence: int
+    supported: bool
+    score: float = Field(description="Calibrated P(supported), 0..1.")
+    threshold: float
+    signals: dict[str, float]
+    vetoes: list[str] = Field(default_factory=list)
+    evidence: list[EvidenceRef] = Field(default_factory=list)
+    cited_passages: list[int] = Field(default_factory=list)
+    supporting_passages: list[int] = Field(default_factory=list)
+    citation: CitationStatus = "none"
+
+    @property
+    def evidence_ids(self) -> list[str]:
+        return list(dict.fromkeys(e.chunk_id for e in self.evidence))
+
+    @property
+    def cited_ids(self) -> list[int]:
+        return self.cited_passages
+
+
+class CitationCorrection(BaseModel):
+    claim: str
+    sentence: int
+    cited: list[int]
+    corrected_to: list[int]
+    chunk_ids: list[str]
+
+
+class GroundedAnswer(BaseModel):
+    request_id: str
+    question: str
+    decision: Decision
+    text: str
+    sentences: list = Field(default_factory=list, description="The served sentences (answer.result.AnswerSentence), "
+                                                              "with corrected citations.")
+    claims: list[ClaimVerdict] = Field(default_factory=list)
+    confidence: float = Field(description="The lowest score among the served claims; 0 when nothing is served.")
+    risk: str
+    threshold: float
+    removed_sentences: list[str] = Field(default_factory=list)
+    corrected_citations: list[CitationCorrection] = Field(default_factory=list)
+    regenerated: bool = False
+    failing_claims: list[str] = Field(default_factory=list)
+    model: str
+    prompt_version: str = PROMPT_VERSION
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    answer: object | None = Field(default=None, exclude=True, description="The AnswerResult finally used.")
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+class Grounder:
+    """One per process: the scorer (models loaded once) and the verdict store."""
+
+    def __init__(self, settings, scorer: ClaimScorer | None = None, encoder=None, store=None):
+        from grounding.store import VerdictStore
+
+        self.settings = settings
+        self.scorer = scorer or ClaimScorer.from_settings(settings, encoder=encoder)
+        self.encoder = self.scorer.encoder
+        self.store = store if store is not None else VerdictStore(settings.database_path)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ---- claims of one answer --------------------------------------------------------------------------
+    def check_claims(self, split: SplitAnswer, passages: list[Passage], risk: str) -> tuple[list[ClaimVerdict], dict]:
+        threshold = self.scorer.threshold(risk)
+        timings: dict[str, float] = {}
+        if not split.claims:
+            return [], timings
+        t = time.perf_counter()
+        k = self.scorer.evidence_sentences
+        pool = EvidencePool.build(passages, self.encoder, threads=self.settings.grounding_threads)
+        vectors = self.encoder.encode([c.text for c in split.claims], batch_size=32,
+                                      threads=self.settings.grounding_threads)
+        timings["evidence_ms"] = _ms(time.perf_counter() - t)
+
+        everything = "\n\n".join(p.text for p in passages)
+
+        def item(text: str, evidence: Evidence) -> ScoreItem:
+            # Numbers must be in the passages the evidence came from; names and terms in any retrieved passage.
+            return ScoreItem(text, evidence, "\n\n".join(pool.passages[n].text for n in evidence.passages),
+                             everything)
+
+        def score_round(requests: list[tuple[int, str, ScoreItem]]) -> None:
+            if not requests:
+                return
+            shared = None
+            if self.scorer.judge is not None:  # one evidence block per round: the judge's KV cache is reused
+                union: list[str] = []
+                for _, _, it in requests:
+                    for s in it.evidence.sentences:
+                        if s.text not in union:
+                            union.append(s.text)
+                shared = evidence_block(union[:12])
+            for (index, kind, _), s in zip(requests, self.scorer.score([r[2] for r in requests], judge_context=shared)):
+                results.setdefault(index, {})[kind] = s
+
+        results: dict[int, dict] = {}
+        cited_of = [[n for n in c.passages if n in pool.passages] for c in split.claims]
+        # Round 1: each claim against its cited passages alone (or, citing none, the best sentences anywhere).
+        t = time.perf_counter()
+        score_round([(i, "cited", item(c.text, pool.select(c.text, vectors[i], only=cited_of[i], k=k)))
+                     if cited_of[i] else (i, "any", item(c.text, pool.select(c.text, vectors[i], k=k)))
+                     for i, c in enumerate(split.claims)])
+        # Round 2: claims their citations do not support, against the best sentences of all passages.
+        score_round([(i, "any", item(c.text, pool.select(c.text, vectors[i], cited=cited_of[i], k=k)))
+                     for i, c in enumerate(split.claims)
+                     if "cited" in results[i] and results[i]["cited"].score < threshold])
+        timings["score_ms"] = _ms(time.perf_counter() - t)
+
+        # Round 3: claims supported only with other passages' help: which single passage carries them.
+        t = time.perf_counter()
+        probes: list[tuple[int, int]] = []
+        probe_items: list[ScoreItem] = []
+        for index, claim in enumerate(split.claims):
+            got = results[index]
+            if "any" not in got or got["any"].score < threshold:
+                continue
+            for number in pool.best_passages(claim.text, vectors[index], exclude=cited_of[index], limit=2):
+                probes.append((index, number))
+                probe_items.append(item(claim.text, pool.select(claim.text, vectors[index], only=[number], k=k)))
+        probe_scores = self.scorer.score(probe_items) if probe_items else []
+        timings["citation_ms"] = _ms(time.perf_counter() - t)
+
+        verdicts = []
+        for index, claim in enumerate(split.claims):
+            cited = [n for n in claim.passages if n in pool.passages]
+            got = results[index]
+            if "cited" in got and got["cited"].score >= threshold:
+                best, supporting, status = got["cited"], cited, "ok"
+            elif "any" in got and got["any"].score >= threshold:
+                candidates = [(s, n) for (i, n), s in zip(probes, probe_scores) if i == index and s.score >= threshold]
+                if candidates:
+                    s, n = max(candidates, key=lambda c: c[0].score)
+                    best, supporting = s, [n]
+                else:  # only the combination of passages supports it
+                    best, supporting = got["any"], got["any"].evidence.passages
+                status = "ok" if cited and set(supporting) <= set(cited) else ("corrected" if cited else "added")
+            else:
+                best = max(got.values(), key=lambda s: s.score)
+                supporting, status = [], "unsupported"
+            verdicts.append(ClaimVerdict(
+                claim=claim.text, sentence=claim.sentence, supported=bool(best.score >= threshold),
+                score=round(best.score, 6), threshold=threshold, signals={k_: round(float(v), 4) for k_, v in
+                                                                          best.signals.items()},
+                vetoes=best.vetoes,
+                evidence=[EvidenceRef(passage=e.passage, chunk_id=e.chunk_id, text=e.text,
+                                      similarity=round(e.similarity, 4)) for e in best.evidence.sentences],
+                cited_passages=cited, supporting_passages=supporting, citation=status))
+        return verdicts, timings
+
+    # ---- the decision ----------------------------------------------------------------------------------
+    def verify(self, question: str, answer, hits: Sequence, risk: str = "low",
+               regenerate: Callable[[list[str], str], object] | None = None) -> GroundedAnswer:
+        started = time.perf_counter()
+        threshold = self.scorer.threshold(risk)  # validates the risk level
+        passages = [Passage.from_hit(i, h) for i, h in enumerate(hits, start=1)]
+        result = self._attempt(question, answer, passages, risk, threshold)
+        result.timings_ms["verify_ms"] = _ms(time.perf_counter() - started)
+        self._record(result, answer, attempt=0)
+        if result.decision in ("served", "repaired") or regenerate is None:
+            return self._finish(result, started)
+
+        # One regeneration, told which claims failed; its answer is verified again (never regenerated twice).
+        failing = result.failing_claims
+        instruction = stricter_instruction(failing)
+        t = time.perf_counter()
+        try:
+            new_answer = regenerate(failing, instruction)
+        except Exception as exc:  # noqa: BLE001 - a failed regeneration must not turn into a raw error
+            result.timings_ms["regenerate_ms"] = _ms(time.perf_counter() - t)
+            result.timings_ms["regenerate_error"] = 1.0
+            result.failing_claims = failing + [f"(regeneration failed: {type(exc).__name__})"]
+            return self._finish(result, started)
+        regenerate_ms = _ms(time.perf_counter() - t)
+        if new_answer is None or not getattr(new_answer, "answerable", False):
+            result.timings_ms["regenerate_ms"] = regenerate_ms
+            return self._finish(result, started)
+        second = self._attempt(question, new_answer, passages, risk, threshold)
+        second.regenerated = True
+        second.timings_ms = {**{f"first_{k}": v for k, v in result.timings_ms.items()}, "regenerate_ms": regenerate_ms,
+                             **second.timings_ms}
+        if second.decision == "served":
+            second.decision = "repaired"
+        self._record(second, new_answer, attempt=1)
+        return self._finish(second, started)
+
+    def _finish(self, result: GroundedAnswer, started: float) -> GroundedAnswer:
+        result.timings_ms["total_ms"] = _ms(time.perf_counter() - started)
+        return result
+
+    def _record(self, result: GroundedAnswer, answer, attempt: int) -> None:
+        self.store.record(result.request_id, result.claims, result.decision, result.risk, result.model,
+                          f"{PROMPT_VERSION}+{JUDGE_PROMPT_VERSION}" if self.scorer.judge else PROMPT_VERSION,
+                          attempt=attempt)
+
+    def _attempt(self, question: str, answer, passages: list[Passage], risk: str, threshold: float) -> GroundedAnswer:
+        request_id = getattr(answer, "request_id", "") or ""
+        base = dict(request_id=request_id, question=question, risk=risk, threshold=threshold,
+                    model=self.scorer.model_name, answer=answer)
+        split = split_claims(answer)
+        if not split.claims:  # a decline, a failure message, or nothing checkable: nothing to verify
+            return GroundedAnswer(decision="served", text=getattr(answer, "answer", "") or "",
+                                  sentences=list(getattr(answer, "sentences", []) or []), confidence=1.0, **base)
+        verdicts, timings = self.check_claims(split, passages, risk)
+        failing = [v.claim for v in verdicts if not v.supported]
+        indexed = _served_sentences(split, verdicts, passages, answer)
+        sentences = [s for _, s in indexed]
+        corrections = [CitationCorrection(claim=v.claim, sentence=v.sentence, cited=v.cited_passages,
+                                          corrected_to=v.supporting_passages,
+                                          chunk_ids=[passages[n - 1].chunk_id for n in v.supporting_passages])
+                       for v in verdicts if v.citation in ("corrected", "added")]
+        base.update(claims=verdicts, corrected_citations=corrections, failing_claims=failing, timings_ms=timings)
+        if not failing:
+            return GroundedAnswer(decision="served", text=_text(sentences), sentences=sentences,
+                                  confidence=min(v.score for v in verdicts), **base)
+
+        bad = {v.sentence for v in verdicts if not v.supported}
+        kept = [s for i, s in indexed if i not in bad]
+        removed = [split.sentences[i] for i in sorted(bad)]
+        kept_claims = [v for v in verdicts if v.sentence not in bad]
+        if kept_claims and self._still_answers(question, split, verdicts, bad):
+            return GroundedAnswer(decision="repaired", text=_text(kept), sentences=kept, removed_sentences=removed,
+                                  confidence=min(v.score for v in kept_claims), **base)
+        review = self.settings.grounding_review
+        message = (REVIEW_TEXT if review else REJECTED_TEXT).format(request_id=request_id or "-")
+        return GroundedAnswer(decision="queued_for_review" if review else "rejected", text=message, sentences=[],
+                              removed_sentences=removed, confidence=0.0, **base)
+
+    def _still_answers(self, question: str, split: SplitAnswer, verdicts: list[ClaimVerdict], bad: set[int]) -> bool:
+        """What remains after removing ``bad`` sentences still answers the question: its best match to the
+        question is nearly as close as the whole answer's was (so the removed part was not the answer)."""
+        texts = [v.claim for v in verdicts]
+        vectors = self.encoder.encode([question] + texts, batch_size=32, threads=self.settings.grounding_threads)
+        sims = np.asarray(vectors[1:]) @ np.asarray(vectors[0])
+        whole = float(sims.max())
+        kept = [float(s) for s, v in zip(sims, verdicts) if v.sentence not in bad]
+        if not kept:
+            return False
+        return max(kept) >= MIN_RELEVANCE and max(kept) >= MIN_RELEVANCE_KEPT * whole
+
+
+def _served_sentences(split: SplitAnswer, verdicts: list[ClaimVerdict], passages: list[Passage], answer) -> list:
+    """(sentence index, AnswerSentence) per answer sentence, citations corrected to the passages that support them."""
+    from answer.result import AnswerSentence, Citation
+
+    original: dict[str, Citation] = {}
+    for sentence in getattr(answer, "sentences", []) or []:
+        for c in sentence.citations:
+            original.setdefault(c.chunk_id, c)
+    out = []
+    for index, text in enumerate(split.sentences):
+        cited_numbers, _ = split.cites[index] if index < len(split.cites) else ([], [])
+        claims = [v for v in verdicts if v.sentence == index]
+        numbers: list[int] = []
+        if claims:
+            for v in claims:
+                for n in (v.supporting_passages or v.cited_passages):
+                    if n not in numbers:
+                        numbers.append(n)
+        else:
+            numbers = [n for n in cited_numbers if 1 <= n <= len(passages)]
+        citations = []
+        for n in numbers:
+            p = passages[n - 1]
+            quote = next((e.text for v in claims for e in v.evidence if e.passage == n), "")
+            if p.chunk_id in original and not quote:
+                quote = original[p.chunk_id].quote
+            citations.append(Citation(passage=n, chunk_id=p.chunk_id, doc_id=p.doc_id, source=p.source,
+                                      title=p.title, page=p.page, quote=quote))
+        out.append((index, AnswerSentence(text=text, citations=citations)))
+    return out
+
+
+def _text(sentences) -> str:
+    parts = []
+    for s in sentences:
+        marks = "".join(f"[{c.passage}]" for c in s.citations)
+        parts.append(f"{s.text} {marks}".strip())
+    return " ".join(parts)
+
+
+def stricter_instruction(failing: list[str]) -> str:
+    listed = "\n".join(f"- {c}" for c in failing)
+    return ("Your previous answer contained statements that the passages do not support:\n" + listed +
+            "\nAnswer again using only facts stated in the passages. Leave out anything the passages do not "
+            "state, and cite the passage that states each sentence. If the passages do not contain the answer, "
+            "say \"The documents do not say.\"")
+
+
+_grounders: dict[int, Grounder] = {}
+
+
+def verify_answer(settings, question: str, answer, hits: Sequence, risk: str = "low",
+                  regenerate: Callable[[list[str], str], object] | None = None,
+                  grounder: Grounder | None = None) -> GroundedAnswer:
+    """The API layer's entry point: verify ``answer`` (an AnswerResult) against ``hits`` (retrieval Hits,
+    numbered as the answer stage numbered them) and decide. ``regenerate(failing_claims, instruction)``
+    may return a new AnswerResult; it is called at most once."""
+    if grounder is None:
+        key = id(settings)
+        if key not in _grounders:
+            _grounders[key] = Grounder(settings)
+        grounder = _grounders[key]
+    return grounder.verify(question, answer, hits, risk, regenerate)

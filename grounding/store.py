@@ -1,0 +1,63 @@
+"""Every claim verdict, stored: SQLite table ``grounding_verdicts`` in ``<data_dir>/attest.sqlite``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS grounding_verdicts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    claim TEXT NOT NULL,
+    sentence INTEGER NOT NULL,
+    evidence_ids TEXT NOT NULL,
+    cited_ids TEXT NOT NULL,
+    signals TEXT NOT NULL,
+    score REAL NOT NULL,
+    threshold REAL NOT NULL,
+    risk TEXT NOT NULL,
+    supported INTEGER NOT NULL,
+    citation TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_version TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS grounding_verdicts_request ON grounding_verdicts (request_id);
+"""
+
+
+class VerdictStore:
+    def __init__(self, path: Path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def record(self, request_id: str, verdicts, decision: str, risk: str, model: str, prompt_version: str,
+               attempt: int = 0) -> None:
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        rows = [(now, request_id, attempt, v.claim, v.sentence, json.dumps(v.evidence_ids), json.dumps(v.cited_ids),
+                 json.dumps(v.signals, sort_keys=True), v.score, v.threshold, risk, int(v.supported), v.citation,
+                 decision, model, prompt_version) for v in verdicts]
+        with self._lock, self._conn:
+            self._conn.executemany(
+                "INSERT INTO grounding_verdicts (created_at, request_id, attempt, claim, sentence, evidence_ids, "
+                "cited_ids, signals, score, threshold, risk, supported, citation, decision, model, prompt_version) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def for_request(self, request_id: str) -> list[dict]:
+        with self._lock:
+            cursor = self._conn.execute(
+                "SELECT * FROM grounding_verdicts WHERE request_id = ? ORDER BY id", (request_id,))
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def close(self) -> None:
+        self._conn.close()
