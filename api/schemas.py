@@ -6,7 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The answer stage's citation is already the contract's citation: one model serves both.
 from answer.result import Attempt, CacheInfo, TokenCounts
+from answer.result import Citation as CitationOut
 
 COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 NOT_BLANK = r"\S"  # at least one character that is not white space
@@ -42,16 +44,6 @@ class QueryRequest(BaseModel):
     provider: Literal["local", "openai", "anthropic"] | None = Field(
         default=None, description="Only this provider (default: the configured fallback chain).")
     cache: bool = Field(default=True, description="Read and write the semantic answer cache.")
-
-
-class CitationOut(BaseModel):
-    passage: int
-    chunk_id: str
-    doc_id: str
-    source: str
-    title: str = ""
-    page: int | None = None
-    quote: str = Field(description="The span of the passage that supports the sentence.")
 
 
 class ClaimVerdict(BaseModel):
