@@ -18,7 +18,7 @@ from typing import Protocol
 
 from ingest.chunker import Chunk, Chunker
 from ingest.manifest import Manifest, ManifestEntry
-from ingest.reader import ReadDocument, ReadError, discover, read_file
+from ingest.reader import ReadDocument, ReadError, check_file_size, discover, read_file
 from retrieval.bm25 import Bm25Encoder, tokenize
 from retrieval.schema import ChunkPoint, check_collection_name
 
@@ -121,7 +121,7 @@ class Ingester:
             doc_id = doc_id_for(root, path)
             seen_doc_ids.add(doc_id)
             try:
-                document, file_hash = self._read(path, max_bytes)
+                file_hash = self._hash(path, max_bytes)
             except ReadError as exc:
                 report.files_failed += 1
                 report.failures.append({"path": str(path), "reason": str(exc)})
@@ -136,14 +136,13 @@ class Ingester:
                 report.files_unchanged += 1
                 progress.file_done(str(path))
                 continue
-            if document is None:  # hashed only so far; now read it for real
-                try:
-                    document = read_file(path, max_bytes)
-                except ReadError as exc:
-                    report.files_failed += 1
-                    report.failures.append({"path": str(path), "reason": str(exc)})
-                    progress.file_done(str(path))
-                    continue
+            try:  # only a new or changed file is parsed
+                document = read_file(path, max_bytes)
+            except ReadError as exc:
+                report.files_failed += 1
+                report.failures.append({"path": str(path), "reason": str(exc)})
+                progress.file_done(str(path))
+                continue
             chunks = self.chunker.chunk(doc_id, document)
             group.append(_Pending(doc_id, path, root, file_hash, tags, document, chunks, old))
             if sum(len(p.chunks) for p in group) >= self.settings.ingest_group_chunks:
@@ -200,18 +199,12 @@ class Ingester:
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
-    def _read(self, path: Path, max_bytes: int) -> tuple[ReadDocument | None, str]:
-        """Hash the file; read it only when needed (an unchanged file is never parsed)."""
+    @staticmethod
+    def _hash(path: Path, max_bytes: int) -> str:
+        """The file's sha256, after the same size checks as reading it (an unchanged file is never parsed)."""
+        check_file_size(path, max_bytes)
         try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise ReadError(f"cannot open: {exc.strerror}") from None
-        if size == 0:
-            raise ReadError("empty file")
-        if size > max_bytes:
-            raise ReadError(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit (ATTEST_MAX_FILE_MB)")
-        try:
-            return None, file_sha256(path)
+            return file_sha256(path)
         except OSError as exc:
             raise ReadError(f"cannot read: {exc.strerror}") from None
 

@@ -156,17 +156,23 @@ def _read_html(path: Path) -> tuple[str | None, list[Section]]:
     return title, [Section(text=text)] if text else []
 
 
-def read_file(path: Path, max_bytes: int | None = None) -> ReadDocument:
-    """Read one supported file into sections; raises ReadError with the reason when it cannot."""
-    path = Path(path)
+def check_file_size(path: Path, max_bytes: int | None = None) -> int:
+    """The file's size; ReadError when it cannot be opened, is empty, or is over ``max_bytes``."""
     try:
-        size = path.stat().st_size
+        size = Path(path).stat().st_size
     except OSError as exc:
         raise ReadError(f"cannot open: {exc.strerror}") from None
     if size == 0:
         raise ReadError("empty file")
     if max_bytes is not None and size > max_bytes:
         raise ReadError(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit (ATTEST_MAX_FILE_MB)")
+    return size
+
+
+def read_file(path: Path, max_bytes: int | None = None) -> ReadDocument:
+    """Read one supported file into sections; raises ReadError with the reason when it cannot."""
+    path = Path(path)
+    check_file_size(path, max_bytes)
     suffix = path.suffix.lower()
     title = None
     try:
