@@ -97,20 +97,24 @@ class AnswerPipeline:
     def answer(self, question: str, hits: Sequence, *, collection: str | None = None, filters: dict | None = None,
                principal: Principal = Principal(), providers: Sequence[str] | None = None,
                question_vector: list[float] | None = None, on_delta: Callable[[str], None] | None = None,
-               remember: bool = True, use_cache: bool = True) -> AnswerResult:
+               remember: bool = True, use_cache: bool = True, request_id: str | None = None,
+               instruction: str | None = None) -> AnswerResult:
         """Answer ``question`` from ``hits`` (retrieval.search.Hit, best first).
 
         ``providers`` overrides the configured chain; ``remember=False`` leaves the cache write to the
-        caller (e.g. only after grounding has approved the answer, through ``remember``).
+        caller (e.g. only after grounding has approved the answer, through ``remember``). ``request_id``
+        is the caller's id for this request (the API's), used in messages and ledger rows; ``instruction``
+        is appended to the prompt (grounding's regeneration names the claims that failed), and such an
+        answer never comes from or goes to the cache.
         """
         question = " ".join(question.split())
         if not question:
             raise ValueError("the question is empty")
         started = time.perf_counter()
-        request = _Request(self, new_request_id(), question, list(hits)[: self.settings.answer_passages],
-                           collection or self.settings.collection, filters, principal, started)
+        request = _Request(self, request_id or new_request_id(), question, list(hits)[: self.settings.answer_passages],
+                           collection or self.settings.collection, filters, principal, started, instruction)
 
-        cache_ready = use_cache and self.cache is not None
+        cache_ready = use_cache and self.cache is not None and not instruction
         if cache_ready:
             t = time.perf_counter()
             request.vector = question_vector or self.embed(question)
@@ -187,8 +191,9 @@ class _Request:
     """The state of one request while it moves through the chain."""
 
     def __init__(self, pipeline: AnswerPipeline, request_id: str, question: str, hits: list, collection: str,
-                 filters: dict | None, principal: Principal, started: float):
+                 filters: dict | None, principal: Principal, started: float, instruction: str | None = None):
         self.pipeline = pipeline
+        self.instruction = instruction
         self.settings = pipeline.settings
         self.id = request_id
         self.question = question
@@ -219,7 +224,7 @@ class _Request:
         first_token_limit, total_limit = provider_timeouts(name, self.settings)
         for prompt_id in (self.settings.answer_prompt, self.settings.answer_retry_prompt):
             prompts_dir = str(self.settings.prompts_dir) if self.settings.prompts_dir else None
-            messages = load_prompt(prompt_id, prompts_dir).render(self.question, self.passages)
+            messages = load_prompt(prompt_id, prompts_dir).render(self.question, self.passages, self.instruction)
             call_started = time.perf_counter()
             chat = None
             try:

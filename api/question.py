@@ -24,7 +24,6 @@ withheld (decision ``rejected``).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
@@ -396,12 +395,6 @@ class QuestionPath:
                 return self._failure(request_id, question, risk, timings, started, "answer",
                                      f"the answer stage failed ({type(exc).__name__})", emit, sources)
             timings["generate_ms"] = _ms(time.perf_counter() - t)
-            if result.request_id != request_id:
-                # One id for the whole request (the grounding stage stores verdicts and writes messages under
-                # it); the usage ledger rows of this call carry the answer stage's own id until it takes ours.
-                result.notice = result.notice.replace(result.request_id, request_id) if result.notice else None
-                result.answer = result.answer.replace(result.request_id, request_id)
-                result.request_id = request_id
             span.set_attribute("attest.served_from", result.served_from)
             if result.provider:
                 span.set_attribute("attest.provider", result.provider)
@@ -438,12 +431,10 @@ class QuestionPath:
     # ---- stages ----------------------------------------------------------------------------------------
     def _answer(self, question, hits, collection, filters, principal, providers, vector, on_delta, use_cache,
                 request_id) -> AnswerResult:
-        kwargs = dict(collection=collection, filters=filters or None, principal=principal,
-                      providers=list(providers) if providers else None, question_vector=vector,
-                      on_delta=on_delta, remember=False, use_cache=use_cache)
-        if _accepts(self.pipeline.answer, "request_id"):
-            kwargs["request_id"] = request_id
-        return self.pipeline.answer(question, hits, **kwargs)
+        return self.pipeline.answer(question, hits, collection=collection, filters=filters or None,
+                                    principal=principal, providers=list(providers) if providers else None,
+                                    question_vector=vector, on_delta=on_delta, remember=False, use_cache=use_cache,
+                                    request_id=request_id)
 
     def _verify(self, question, result: AnswerResult, hits, risk, collection, filters, principal, providers,
                 request_id) -> Verification:
@@ -470,15 +461,12 @@ class QuestionPath:
                                 f"The claims of this answer were not verified: {why}.", False)
 
         def regenerate(failing_claims: list[str], instruction: str) -> AnswerResult | None:
-            """One more answer, told which claims failed (the grounding stage's repair step). Only when the
-            answer stage can take the instruction: the same prompt at temperature 0 would say the same again."""
-            if not _accepts(self.pipeline.answer, "instruction"):
-                return None
-            again = self.pipeline.answer(question, hits, collection=collection, filters=filters or None,
-                                         principal=principal, providers=list(providers) if providers else None,
-                                         remember=False, use_cache=False, instruction=instruction)
-            again.request_id = request_id
-            return again
+            """One more answer, told which claims failed (the grounding stage's repair step): the same prompt
+            at temperature 0 would say the same again, so the instruction names them."""
+            return self.pipeline.answer(question, hits, collection=collection, filters=filters or None,
+                                        principal=principal, providers=list(providers) if providers else None,
+                                        remember=False, use_cache=False, request_id=request_id,
+                                        instruction=instruction)
 
         try:
             grounded = self.verifier(self.settings, question, result, hits, risk, regenerate)
@@ -551,13 +539,6 @@ class QuestionPath:
             self.metrics.observe_answer(response)
         emit("final", response.model_dump(mode="json"))
         return response
-
-
-def _accepts(function, name: str) -> bool:
-    try:
-        return name in inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _unverified_claims(result: AnswerResult) -> list[ClaimVerdict]:

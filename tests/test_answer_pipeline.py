@@ -530,6 +530,20 @@ def test_repeated_question_is_served_from_the_cache_without_a_model_call(pipelin
     assert len(fake_llm.calls("anthropic")) == 1 and again.tokens.total == 0
 
 
+def test_regeneration_instruction_reaches_the_model_last_and_bypasses_the_cache(pipeline_for, hits_for, fake_llm):
+    pipeline = pipeline_for(answer_providers=["anthropic"], cache_enabled=True)
+    assert pipeline.answer(WARRANTY, hits_for(WARRANTY)).served_from == "model"  # now cached
+    instruction = "Your previous answer contained statements that the passages do not support:\n- The sky is green."
+    again = pipeline.answer(WARRANTY, hits_for(WARRANTY), request_id="req_from_api", instruction=instruction)
+    assert again.served_from == "model" and again.request_id == "req_from_api"
+    first, retry = fake_llm.calls("anthropic")
+    assert instruction not in json.dumps(first)
+    user_text = retry["messages"][-1]["content"]
+    user_text = user_text if isinstance(user_text, str) else user_text[0]["text"]
+    assert user_text.rstrip().endswith("- The sky is green.") and WARRANTY in user_text
+    assert [r["request_id"] for r in pipeline.ledger.rows_for_request("req_from_api")] == ["req_from_api"]
+
+
 def test_every_provider_down_serves_a_similar_cached_answer_with_a_notice(pipeline_for, hits_for, fake_llm):
     warm = pipeline_for(answer_providers=["anthropic"], cache_enabled=True)
     assert warm.answer(WARRANTY, hits_for(WARRANTY)).served_from == "model"

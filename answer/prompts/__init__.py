@@ -47,10 +47,14 @@ class PromptTemplate:
     def id(self) -> str:
         return f"{self.name}@{self.version}"
 
-    def render(self, question: str, passages: list[PassageView]) -> list[Message]:
+    def render(self, question: str, passages: list[PassageView], instruction: str | None = None) -> list[Message]:
+        """The messages for one call. ``instruction`` (grounding's stricter retry: which claims failed) goes
+        last in the user message, after the question, where a small model still pays attention to it."""
         block = "\n\n".join(format_passage(p) for p in passages) or "(no passages)"
         # Replace the question last, so a question containing "{{passages}}" stays literal.
         user = self.user.replace("{{passages}}", block).replace("{{question}}", " ".join(question.split()))
+        if instruction and instruction.strip():
+            user = f"{user}\n\n{instruction.strip()}"
         return [Message("system", self.system), Message("user", user)]
 
 
