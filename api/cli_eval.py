@@ -105,6 +105,10 @@ def eval_golden(
     collection: Optional[str] = typer.Option(None, "--collection", "-c"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for the JSON and Markdown reports."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
+    ragas: bool = typer.Option(False, "--ragas", help="Also score ragas Faithfulness with a local model as ragas' "
+                                                       "LLM (slow: about a minute per answer on 2 cores)."),
+    ragas_model: Optional[str] = typer.Option(None, "--ragas-model",
+                                              help="The local model for --ragas (default: the strong local model)."),
 ):
     """Run retrieve -> answer -> verify on a golden set, score every case, and gate against a baseline."""
     from rich.progress import Progress
@@ -140,10 +144,16 @@ def eval_golden(
         ingester.run([folder], collection=name)
         path = QuestionPath(settings, store, encoder=ingester.encoder)
         ask = lambda q: outcome_from_response(path.ask(q, collection=name, risk=risk))  # noqa: E731
+        ragas_score = None
+        if ragas:
+            from evaluation.ragas_faithfulness import RagasFaithfulness
+
+            ragas_score = RagasFaithfulness.load(ragas_model or settings.local_strong_model, settings.models_dir,
+                                                 settings.local_ctx, settings.local_threads).score
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("golden cases", total=len(cases))
             report = run_golden(cases, ask, golden.name, embedding_similarity(ingester.encoder),
-                                on_case=lambda: progress.advance(task))
+                                on_case=lambda: progress.advance(task), ragas=ragas_score)
     finally:
         if path is not None:
             path.close()

@@ -200,43 +200,16 @@ def run_judge(rows, subset, model, models_dir, k) -> dict:
 
 # ---- 3b. ragas Faithfulness with the same local model ----------------------------------------------------
 def run_ragas(rows, subset, model, models_dir) -> dict:
-    import asyncio
+    from evaluation.ragas_faithfulness import RagasFaithfulness
 
-    from langchain_core.outputs import Generation, LLMResult
-    from ragas.dataset_schema import SingleTurnSample
-    from ragas.llms.base import BaseRagasLLM
-    from ragas.metrics import Faithfulness
-
-    from answer.providers.local import load_model
-
-    loaded = load_model(model, models_dir, 4096, 2)
-
-    class LocalRagasLLM(BaseRagasLLM):
-        def generate_text(self, prompt, n=1, temperature=0.01, stop=None, callbacks=None):
-            with loaded.lock:
-                out = loaded.llama.create_chat_completion(
-                    messages=[{"role": "user", "content": prompt.to_string()}], max_tokens=512,
-                    temperature=0.0, stop=stop)
-            return LLMResult(generations=[[Generation(text=out["choices"][0]["message"]["content"] or "")]])
-
-        async def agenerate_text(self, prompt, n=1, temperature=0.01, stop=None, callbacks=None):
-            return self.generate_text(prompt, n, temperature, stop, callbacks)
-
-        def is_finished(self, response):
-            return True
-
-    metric = Faithfulness(llm=LocalRagasLLM())
+    faithfulness = RagasFaithfulness.load(model, models_dir)
     scores, seconds = [], []
     for i in subset:
         r = rows[i]
-        sample = SingleTurnSample(user_input="Is this claim true?", response=r["claim"], retrieved_contexts=[r["context"]])
         t = time.perf_counter()
-        try:
-            value = asyncio.run(metric.single_turn_ascore(sample))
-        except Exception:  # noqa: BLE001 - a small model's unparseable output: counted as a failure
-            value = float("nan")
+        value = faithfulness.score("Is this claim true?", r["claim"], [r["context"]])
         seconds.append(time.perf_counter() - t)
-        scores.append(value)
+        scores.append(float("nan") if value is None else value)  # None: unparseable output, a failure
     labels = [rows[i]["label"] for i in subset]
     failed = int(sum(1 for s in scores if s != s))
     filled = [0.0 if s != s else s for s in scores]  # a failure cannot vouch for a claim

@@ -2,12 +2,15 @@
 regression gate against a committed baseline and a history of runs in SQLite.
 
 The pipeline is passed in as ``ask(question) -> dict`` with keys: answer, decision, citations
-[{doc_id, chunk_id, quote}], claims [{text, supported, score}], latency_ms, cost_usd, model, prompt.
+[{doc_id, chunk_id, quote}], claims [{text, supported, score}], contexts [retrieved passage texts],
+latency_ms, cost_usd, model, prompt. ``ragas(question, answer, contexts) -> float | None`` (optional,
+evaluation/ragas_faithfulness.py) adds ragas Faithfulness beside the verifier's own faithfulness.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import statistics
 import subprocess
@@ -21,8 +24,10 @@ from typing import Callable
 from evaluation.scoring import citation_scores, exact_match, is_decline, token_f1
 
 # Headline scores: higher is better for all of them; the gate compares these.
+# ragas_faithfulness is gated only when both runs measured it.
 HEADLINE = ("answer_f1", "answer_semantic", "citation_precision", "citation_recall", "faithfulness",
-            "refusal_accuracy")
+            "refusal_accuracy", "ragas_faithfulness")
+_CITATION_MARK = re.compile(r"\s*\[\d+\]")
 
 
 @dataclass
@@ -45,6 +50,7 @@ class CaseResult:
     latency_ms: float
     cost_usd: float
     error: str = ""
+    ragas_faithfulness: float | None = None
 
     def composite(self) -> float:
         """One number per case, to name the cases that got worse."""
@@ -119,7 +125,8 @@ def score_case(case: dict, outcome: dict, similarity: Callable[[str, str], float
 
 
 def run_golden(cases: list[dict], ask: Callable[[str], dict], golden_name: str,
-               similarity: Callable[[str, str], float] | None = None, on_case=None) -> GoldenReport:
+               similarity: Callable[[str, str], float] | None = None, on_case=None,
+               ragas: Callable[[str, str, list[str]], float | None] | None = None) -> GoldenReport:
     results, models, prompts = [], set(), set()
     for case in cases:
         started = time.perf_counter()
@@ -132,7 +139,12 @@ def run_golden(cases: list[dict], ask: Callable[[str], dict], golden_name: str,
             models.add(outcome["model"])
         if outcome.get("prompt"):
             prompts.add(outcome["prompt"])
-        results.append(score_case(case, outcome, similarity))
+        result = score_case(case, outcome, similarity)
+        if ragas is not None and outcome.get("claims") and not result.declined:
+            # The served text without its [n] marks: ragas turns the answer into statements itself.
+            result.ragas_faithfulness = ragas(case["question"], _CITATION_MARK.sub("", result.answer),
+                                              list(outcome.get("contexts") or []))
+        results.append(result)
         if on_case:
             on_case()
     latencies = [r.latency_ms for r in results] or [0.0]
@@ -145,6 +157,8 @@ def run_golden(cases: list[dict], ask: Callable[[str], dict], golden_name: str,
         "faithfulness": _mean(r.faithfulness for r in results),
         "refusal_accuracy": _mean(float(r.refusal_correct) for r in results),
     }
+    if ragas is not None:
+        scores["ragas_faithfulness"] = _mean(r.ragas_faithfulness for r in results)
     decisions: dict[str, int] = {}
     for r in results:
         decisions[r.decision] = decisions.get(r.decision, 0) + 1
@@ -198,11 +212,12 @@ def markdown_report(report: GoldenReport, gate: GateResult | None = None) -> str
                   f"cost ${report.cost_usd:.4f}; decisions {report.decisions}", ""]
     if gate is not None:
         lines += ["```", gate.describe(), "```", ""]
-    lines += ["| case | kind | decision | F1 | cit. recall | faithful | refusal ok |", "|---|---|---|---|---|---|---|"]
+    lines += ["| case | kind | decision | F1 | cit. recall | faithful | ragas faithful | refusal ok |",
+              "|---|---|---|---|---|---|---|---|"]
     fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     for c in report.cases:
         lines.append(f"| {c.id} | {c.kind} | {c.decision} | {fmt(c.answer_f1)} | {fmt(c.citation_recall)} | "
-                     f"{fmt(c.faithfulness)} | {'yes' if c.refusal_correct else 'NO'} |")
+                     f"{fmt(c.faithfulness)} | {fmt(c.ragas_faithfulness)} | {'yes' if c.refusal_correct else 'NO'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -246,6 +261,7 @@ def outcome_from_response(response) -> dict:
         "decision": response.decision,
         "citations": [c.model_dump() for c in response.citations],
         "claims": [{"text": c.text, "supported": c.verdict == "supported", "score": c.score} for c in response.claims],
+        "contexts": [s.text for s in response.sources],
         "latency_ms": response.timings_ms.get("total_ms") or sum(response.timings_ms.values()),
         "cost_usd": response.cost_usd or 0.0,
         "model": response.model,

@@ -79,3 +79,42 @@ def test_history_keeps_runs_in_order(tmp_path):
     assert [r["run_id"] for r in runs] == [first.run_id, second.run_id]
     assert runs[1]["scores"]["refusal_accuracy"] < runs[0]["scores"]["refusal_accuracy"]
     history.close()
+
+
+# ---- ragas Faithfulness with the packaged 1.5B as ragas' LLM ------------------------------------------------
+WARRANTY_CONTEXT = "The standard warranty on the camera body is two years from the date of purchase."
+BATTERY_CONTEXT = "Charge it over USB-C before first use; a full charge takes about two hours."
+
+
+@pytest.fixture(scope="module")
+def ragas_faithfulness(tmp_path_factory):
+    from answer.models import ensure_model_file
+    from evaluation.ragas_faithfulness import RagasFaithfulness
+
+    models = tmp_path_factory.mktemp("ragas-models")
+    ensure_model_file("qwen2.5-coder-1.5b", models)  # the 0.5B scores every answer 0 in ragas' prompts
+    return RagasFaithfulness.load("qwen2.5-coder-1.5b", models)
+
+
+def with_contexts(pipeline):
+    def ask(question):
+        outcome = pipeline(question)
+        outcome["contexts"] = [WARRANTY_CONTEXT, BATTERY_CONTEXT]
+        return outcome
+    return ask
+
+
+def contradicted(question):
+    return {**good(question), "answer": "The warranty lasts five years and covers water damage."} \
+        if "warranty" in question else good(question)
+
+
+def test_golden_run_scores_ragas_faithfulness_and_gates_it_only_when_both_runs_have_it(ragas_faithfulness):
+    baseline = run_golden(CASES, with_contexts(good), "tiny", ragas=ragas_faithfulness.score)
+    assert baseline.cases[0].ragas_faithfulness > 0.5  # two years: stated by the context
+    assert baseline.cases[1].ragas_faithfulness is None  # a decline states nothing to check
+    worse = run_golden(CASES, with_contexts(contradicted), "tiny", ragas=ragas_faithfulness.score)
+    assert worse.cases[0].ragas_faithfulness < 0.5  # five years: the context says two
+    assert "ragas_faithfulness" in regression_gate(worse, baseline).regressions
+    without = run_golden(CASES, good, "tiny")
+    assert "ragas_faithfulness" not in without.scores and regression_gate(without, baseline).passed
