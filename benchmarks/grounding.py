@@ -154,6 +154,26 @@ def _apply(profile, signals, rules):
     return score
 
 
+def cascade_curve(rows, fast: dict, judged: dict, widths=(0.1, 0.2, 0.3, 0.5)) -> list[dict]:
+    """The judge only for borderline claims: a claim whose fast (verifier) score lies within ``width`` of its
+    fold's low-risk threshold takes the verifier+judge score, the rest keep the fast one. Per width: the
+    share judged and the low-risk figures (thresholds: the verifier+judge fold's inside the band)."""
+    out = []
+    for width in widths:
+        scores, thresholds_used, judged_n = np.zeros(len(rows)), {}, 0
+        for i, r in enumerate(rows):
+            t = fast["thresholds"][r["fold"]]["low"]
+            if abs(fast["scores"][i] - t) <= width:
+                judged_n += 1
+                # Put the judged score on the fast threshold's scale: same side of the line as its own threshold.
+                scores[i] = t + (judged["scores"][i] - judged["thresholds"][r["fold"]]["low"])
+            else:
+                scores[i] = fast["scores"][i]
+        m = evaluate(rows, {"scores": scores, "thresholds": fast["thresholds"]}, "low")
+        out.append({"width": width, "share_judged": round(judged_n / len(rows), 3), **m})
+    return out
+
+
 def evaluate(rows, result, risk="low") -> dict:
     labels = [r["label"] for r in rows]
     pred = np.zeros(len(rows), dtype=int)
@@ -171,7 +191,9 @@ def evaluate(rows, result, risk="low") -> dict:
 
 
 # ---- 3a. the raw judge -----------------------------------------------------------------------------------
-def run_judge(rows, subset, model, models_dir, k) -> dict:
+def run_judge(rows, subset, model, models_dir, k, evidence_mode="sentences") -> dict:
+    """``evidence_mode``: "sentences" (the k best sentences, what the verifier sees) or "context" (the
+    whole context, as a judge without evidence selection would read it)."""
     from grounding.evidence import EvidencePool, Passage
     from grounding.judge import LlamaJudge, evidence_block
     from retrieval.dense import get_dense_encoder
@@ -183,9 +205,12 @@ def run_judge(rows, subset, model, models_dir, k) -> dict:
         r = rows[i]
         vector = encoder.encode([r["claim"]], threads=2)[0]
         pool = EvidencePool.build([Passage(1, r["id"], r["context"])], encoder, threads=2)
-        evidence = pool.select(r["claim"], vector, k=k)
+        if evidence_mode == "context":
+            block = evidence_block([s.text for s in pool.sentences])
+        else:
+            block = evidence_block([s.text for s in pool.select(r["claim"], vector, k=k).sentences])
         t = time.perf_counter()
-        probs.append(judge.p_supported(evidence_block([s.text for s in evidence.sentences]), r["claim"]))
+        probs.append(judge.p_supported(block, r["claim"]))
         seconds.append(time.perf_counter() - t)
         tokens.append(judge.last_call.prompt_tokens)
     labels = [rows[i]["label"] for i in subset]
@@ -194,7 +219,7 @@ def run_judge(rows, subset, model, models_dir, k) -> dict:
     m["seconds_per_claim"] = round(float(np.mean(seconds)), 2)
     m["claims_per_s"] = round(1 / float(np.mean(seconds)), 3)
     m["prompt_tokens_mean"] = round(float(np.mean(tokens)), 1)
-    m["evidence_sentences"] = k
+    m["evidence"] = f"{k} sentences" if evidence_mode == "sentences" else "whole context"
     return {"metrics": m, "p": {rows[i]["id"]: p for i, p in zip(subset, probs)}}
 
 
@@ -227,6 +252,9 @@ def main(argv=None) -> None:
     parser.add_argument("--models-dir", type=Path, default=None, help="assembled GGUF cache (default: settings)")
     parser.add_argument("--judge-models", default="qwen2.5-coder-0.5b,qwen2.5-coder-1.5b")
     parser.add_argument("--judge-subset", type=int, default=60)
+    parser.add_argument("--judge-evidence", choices=["sentences", "context"], default="sentences",
+                        help="what the judge reads: the verifier's evidence sentences or the whole context")
+    parser.add_argument("--judge-p", type=Path, default=None, help="reuse saved judge probabilities (JSON)")
     parser.add_argument("--ragas-model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--ragas-subset", type=int, default=12)
     parser.add_argument("--skip-judge", action="store_true")
@@ -288,22 +316,36 @@ def main(argv=None) -> None:
         subset = stratified_subset(rows, args.judge_subset)
         report["judge"] = {}
         k = load_verifier_k()
+        saved = json.loads(args.judge_p.read_text()) if args.judge_p else {}
         for model in args.judge_models.split(","):
-            run = run_judge(rows, subset, model, models_dir, k)
-            report["judge"][model] = run["metrics"]
+            if model in saved:  # probabilities of an earlier run on the same pairs: figures without re-judging
+                run = saved[model]
+                subset = [i for i, r in enumerate(rows) if r["id"] in run["p"]]
+            else:
+                run = run_judge(rows, subset, model, models_dir, k, args.judge_evidence)
+                saved[model] = run
+            report["judge"][model] = dict(run["metrics"])
             sub_rows = [rows[i] for i in subset]
             # The judge as one more calibrated signal, cross-validated on the judged pairs only.
             sub_signals = [dict(signals[i], judge_p=run["p"][rows[i]["id"]]) for i in subset]
+            by_profile = {}
             for prof in ("verifier", "verifier+judge"):
                 res_sub = cross_validate(sub_rows, sub_signals, cv, prof, rules=("number", "contain"))
+                by_profile[prof] = res_sub
                 report["judge"][model][f"subset_cv_{prof}+rules"] = evaluate(sub_rows, res_sub, "low")
                 if prof == "verifier+judge":
                     judge_fits[model] = (sub_rows, sub_signals, res_sub, report["judge"][model])
+            report["judge"][model]["borderline_only"] = cascade_curve(sub_rows, by_profile["verifier"],
+                                                                      by_profile["verifier+judge"])
             # attest on the same pairs (its 5-fold out-of-fold scores): like against like.
             res = results["verifier+rules"]
             report["judge"][model]["attest_on_same_subset"] = evaluate(
                 sub_rows, {"scores": [res["scores"][i] for i in subset], "thresholds": res["thresholds"]})
             print(f"judge {model}: {report['judge'][model]}", flush=True)
+
+        judge_out = args.out.with_name(f"judge-p-{args.judge_evidence}.json")
+        judge_out.parent.mkdir(parents=True, exist_ok=True)
+        judge_out.write_text(json.dumps(saved))
 
     # 3b. ragas Faithfulness on a (smaller) subset.
     if not args.skip_ragas:

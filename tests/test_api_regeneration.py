@@ -1,0 +1,105 @@
+"""Grounding's one regeneration, through the whole HTTP path: an answer whose only claim the sources do not
+support is not served; the model is asked once more with the failing claim named, and the new answer is
+verified again before it is served.
+
+The model is an OpenAI-compatible endpoint on 127.0.0.1 (the real wire format, non-streaming and SSE): its
+first answer states a warranty the document does not give; asked again with the failing claim named, it
+answers from the document. The verifier, store and server are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.conftest import make_settings
+from tests.test_api_support import ServerThread
+
+FABRICATED = "The K2 camera body has a 5-year warranty."
+CORRECT = "The K2 camera body has a two-year limited warranty."
+
+
+class ScriptedOpenAI:
+    """Answers with the fabricated claim, unless the prompt names failing claims (grounding's retry)."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+
+    def app(self):
+        from starlette.applications import Starlette
+        from starlette.responses import JSONResponse, StreamingResponse
+        from starlette.routing import Route
+
+        async def chat(request):
+            body = await request.json()
+            self.requests.append(body)
+            retry = "do not support" in body["messages"][-1]["content"]
+            text = json.dumps({"answerable": True, "sentences": [{"text": CORRECT if retry else FABRICATED,
+                                                                  "passages": [1]}]})
+            usage = {"prompt_tokens": 200, "completion_tokens": 20, "total_tokens": 220}
+            if not body.get("stream"):
+                return JSONResponse({"id": "c1", "object": "chat.completion", "model": body["model"], "usage": usage,
+                                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                                  "finish_reason": "stop"}]})
+
+            async def chunks():
+                for start in range(0, len(text), 16):
+                    chunk = {"id": "c1", "object": "chat.completion.chunk", "model": body["model"],
+                             "choices": [{"index": 0, "delta": {"content": text[start:start + 16]},
+                                          "finish_reason": None}]}
+                    yield f"data: {json.dumps(chunk)}\n\n"
+                done = {"id": "c1", "object": "chat.completion.chunk", "model": body["model"], "usage": usage,
+                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                yield f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n"
+
+            return StreamingResponse(chunks(), media_type="text/event-stream")
+
+        return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+@pytest.fixture(scope="module")
+def scripted(tmp_path_factory, encoder):
+    from api.app import create_app
+    from api.services import Services
+    from ingest.manifest import Manifest
+    from ingest.pipeline import Ingester
+    from retrieval.store import EdgeStore
+
+    model = ScriptedOpenAI()
+    with ServerThread(model.app()) as llm:
+        settings = make_settings(tmp_path_factory.mktemp("regen-data"), api_auth_mode="open", cache_enabled=False,
+                                 answer_providers=["openai"], openai_base_url=f"{llm.url}/v1",
+                                 openai_api_key="sk-test", openai_model="gpt-4o-mini")
+        docs = tmp_path_factory.mktemp("regen-docs")
+        (docs / "warranty.md").write_text("# Warranty\n\nThe K2 camera body has a two-year limited warranty. "
+                                          "It covers defects in materials and workmanship.\n")
+        store = EdgeStore(settings.edge_dir)
+        manifest = Manifest(settings.manifest_path)
+        Ingester(settings, store, manifest, encoder).run([docs], "default")
+        manifest.close()
+        services = Services.build(settings, store=store, encoder=encoder)
+        with ServerThread(create_app(settings, services=services, configure_logs=False)) as server:
+            with httpx.Client(base_url=server.url, timeout=300) as client:
+                yield client, model, settings
+
+
+def test_an_unsupported_answer_is_regenerated_with_its_failing_claim_named_and_verified_again(scripted):
+    client, model, settings = scripted
+    model.requests.clear()
+    response = client.post("/v1/query", json={"question": "How long is the warranty on the K2 camera body?"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["decision"] == "repaired" and "two-year" in body["answer"] and "5-year" not in body["answer"]
+    assert "regenerated" in (body["notice"] or "")
+    first, retry = model.requests
+    assert FABRICATED in retry["messages"][-1]["content"] and FABRICATED not in first["messages"][-1]["content"]
+    # The ledger rows of both model calls carry the request id the client got back.
+    from answer.usage import UsageLedger
+
+    ledger = UsageLedger(settings.database_path)
+    try:
+        assert len(ledger.rows_for_request(body["request_id"])) == 2
+    finally:
+        ledger.close()
