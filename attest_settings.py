@@ -184,6 +184,10 @@ class Settings(BaseSettings):
     # The judge's model: a local registry name (answer/models.py) or the endpoint's model; default: the strong
     # local model for "local", openai_model for "openai".
     grounding_judge_model: str | None = None
+    # Which claims the judge reads: "borderline" (only those whose verifier score lies within
+    # grounding_judge_band of the risk level's threshold; the rest are clear either way) or "all".
+    grounding_judge_scope: Literal["borderline", "all"] = "borderline"
+    grounding_judge_band: float = Field(default=0.2, gt=0, le=1)
     # Calibration profile (grounding/calibration.json); default: "verifier", or "verifier+judge" with a judge.
     grounding_profile: str | None = None
     # Evidence sentences per claim given to the verifier; default: the count it was trained with.

@@ -83,7 +83,7 @@ def verify_command(
             done = 0
             for start in range(0, len(pairs), batch):
                 chunk = pairs[start:start + batch]
-                scored = scorer.score_pairs([(p["claim"], p["context"]) for p in chunk])
+                scored = scorer.score_pairs([(p["claim"], p["context"]) for p in chunk], risk=risk)
                 for row, s in zip(chunk, scored):
                     ok = s.score >= threshold
                     supported += ok

@@ -153,7 +153,8 @@ class Grounder:
                         if s.text not in union:
                             union.append(s.text)
                 shared = evidence_block(union[:12])
-            for (index, kind, _), s in zip(requests, self.scorer.score([r[2] for r in requests], judge_context=shared)):
+            scored = self.scorer.score([r[2] for r in requests], judge_context=shared, risk=risk)
+            for (index, kind, _), s in zip(requests, scored):
                 results.setdefault(index, {})[kind] = s
 
         results: dict[int, dict] = {}
@@ -180,7 +181,7 @@ class Grounder:
             for number in pool.best_passages(claim.text, vectors[index], exclude=cited_of[index], limit=2):
                 probes.append((index, number))
                 probe_items.append(item(claim.text, pool.select(claim.text, vectors[index], only=[number], k=k)))
-        probe_scores = self.scorer.score(probe_items) if probe_items else []
+        probe_scores = self.scorer.score(probe_items, risk=risk) if probe_items else []
         timings["citation_ms"] = _ms(time.perf_counter() - t)
 
         verdicts = []

@@ -10,6 +10,11 @@ deterministic checks' hard edges:
   conflict, is supported (entailment by containment), whatever the learned verifier says.
 Vetoed claims score ``VETO_CAP``; contained ones at least just above the highest threshold.
 
+With a judge, ``judge_scope="borderline"`` asks it only about claims whose verifier score lies within
+``judge_band`` of the risk level's threshold: the others are clear either way, and the judge costs seconds
+per answer on 2 cores. A judged claim's score is the verifier+judge profile's, moved onto the verifier
+profile's scale (``t_fast + score - t_judged``), so one threshold per risk level still decides every claim.
+
     scorer = ClaimScorer.from_settings(settings)
     [scored] = scorer.score([ScoreItem(claim, evidence, context_text)])
     scored.score, scored.signals
@@ -57,7 +62,8 @@ class ClaimScorer:
     """Signals -> calibrated P(supported). One per process; the models inside are shared singletons."""
 
     def __init__(self, profile: Profile, encoder, verifier_model=None, judge=None, evidence_sentences: int = 3,
-                 number_veto: bool = True, threads: int = 1, term_veto: bool = True):
+                 number_veto: bool = True, threads: int = 1, term_veto: bool = True,
+                 fast_profile: Profile | None = None, judge_band: float = 0.2):
         needs_verifier = "verifier_logit" in profile.features
         needs_judge = "judge_logit" in profile.features
         if needs_verifier and verifier_model is None:
@@ -65,6 +71,9 @@ class ClaimScorer:
         if needs_judge and judge is None:
             raise ValueError(f"calibration profile {profile.name!r} needs a judge")
         self.profile = profile
+        # Borderline-only judging: the judge-free profile scores every claim; ``profile`` the judged ones.
+        self.fast_profile = fast_profile if self.judge_in(profile) else None
+        self.judge_band = judge_band
         self.encoder = encoder
         self.verifier_model = verifier_model if needs_verifier else None
         self.judge = judge if needs_judge else None
@@ -72,7 +81,7 @@ class ClaimScorer:
         self.number_veto = number_veto
         self.term_veto = term_veto
         # A claim contained in its evidence scores at least this: above every risk level's threshold.
-        self.containment_floor = min(0.99, max(profile.thresholds.values()) + 0.01)
+        self.containment_floor = min(0.99, max((fast_profile or profile).thresholds.values()) + 0.01)
         self.threads = threads
         self.timings: dict[str, float] = {}
 
@@ -93,8 +102,15 @@ class ClaimScorer:
         if "judge_logit" in profile.features and judge is None:
             judge = build_judge(settings)
         k = settings.grounding_evidence_sentences or (verifier_model.evidence_sentences if verifier_model else 3)
+        fast = None
+        if profile.name.endswith("+judge") and settings.grounding_judge_scope == "borderline":
+            fast = calibration.profile(profile.name.removesuffix("+judge"))
         return cls(profile, encoder, verifier_model, judge, k, settings.grounding_number_veto,
-                   settings.grounding_threads, settings.grounding_term_veto)
+                   settings.grounding_threads, settings.grounding_term_veto, fast, settings.grounding_judge_band)
+
+    @staticmethod
+    def judge_in(profile: Profile) -> bool:
+        return "judge_logit" in profile.features
 
     @property
     def model_name(self) -> str:
@@ -106,7 +122,7 @@ class ClaimScorer:
         return "+".join(parts) or "checks"
 
     def threshold(self, risk: str) -> float:
-        return self.profile.threshold(risk)
+        return (self.fast_profile or self.profile).threshold(risk)
 
     def signals(self, item: ScoreItem) -> dict:
         texts = [s.text for s in item.evidence.sentences]
@@ -118,9 +134,10 @@ class ClaimScorer:
         signals["terms_absent_from_sources"] = float(sum(1 for t in salient_tokens(item.claim) if t not in sources))
         return signals
 
-    def score(self, items: list[ScoreItem], judge_context: str | None = None) -> list[Scored]:
+    def score(self, items: list[ScoreItem], judge_context: str | None = None, risk: str = "low") -> list[Scored]:
         """Score ``items``; ``judge_context`` (an evidence block shared by all items of one answer) makes the
-        judge reuse its KV cache across them, otherwise each item's own evidence is the judge's block."""
+        judge reuse its KV cache across them, otherwise each item's own evidence is the judge's block.
+        ``risk`` picks the threshold the borderline band is drawn around."""
         t0 = time.perf_counter()
         all_signals = [self.signals(item) for item in items]
         t1 = time.perf_counter()
@@ -133,12 +150,14 @@ class ClaimScorer:
             from grounding.judge import evidence_block
 
             for item, signals in zip(items, all_signals):
+                if self.fast_profile is not None and not self._borderline(signals, risk):
+                    continue
                 block = judge_context or evidence_block([s.text for s in item.evidence.sentences])
                 signals["judge_p"] = self.judge.p_supported(block, item.claim)
         t3 = time.perf_counter()
         out = []
         for item, signals in zip(items, all_signals):
-            score = self.profile.score(signals)
+            score = self._calibrated(signals, risk)
             vetoes = []
             if self.number_veto and signals["numbers_missing"] > 0:
                 vetoes.append("number_absent_from_sources")
@@ -154,8 +173,27 @@ class ClaimScorer:
                         "judge_ms": (t3 - t2) * 1000}
         return out
 
+    def _vetoed(self, signals: dict) -> bool:
+        return (self.number_veto and signals["numbers_missing"] > 0) or \
+            (self.term_veto and signals["terms_absent_from_sources"] > 0)
+
+    def _borderline(self, signals: dict, risk: str) -> bool:
+        """The judge is worth asking: not decided by a rule, and the verifier score near the threshold."""
+        if self._vetoed(signals) or contained(signals):
+            return False
+        return abs(self.fast_profile.score(signals) - self.fast_profile.threshold(risk)) <= self.judge_band
+
+    def _calibrated(self, signals: dict, risk: str) -> float:
+        if self.fast_profile is None:
+            return self.profile.score(signals)
+        fast = self.fast_profile.score(signals)
+        if "judge_p" not in signals:
+            return fast
+        moved = self.fast_profile.threshold(risk) + self.profile.score(signals) - self.profile.threshold(risk)
+        return float(min(1.0, max(0.0, moved)))
+
     # ---- one claim against one context (attest verify, the benchmark) --------------------------------------
-    def score_pairs(self, pairs: list[tuple[str, str]], k: int | None = None) -> list[Scored]:
+    def score_pairs(self, pairs: list[tuple[str, str]], k: int | None = None, risk: str = "low") -> list[Scored]:
         """(claim, context) pairs, each context the claim's only evidence (``attest verify``)."""
         k = k or self.evidence_sentences
         t0 = time.perf_counter()
@@ -170,7 +208,7 @@ class ClaimScorer:
             offset += len(sentences)
             items.append(ScoreItem(claim, pool.select(claim, vector, k=k), context))
         embed_ms = (time.perf_counter() - t0) * 1000
-        scored = self.score(items)
+        scored = self.score(items, risk=risk)
         self.timings = {"evidence_ms": embed_ms, **self.timings}
         return scored
 

@@ -46,3 +46,39 @@ def test_same_prompt_twice_gives_nearly_the_same_probability(judge):
     b = judge.p_supported(EVIDENCE, "Care+ extends the coverage to 4 years.")
     assert judge.last_call.prefilled_tokens == 1
     assert a == pytest.approx(b, abs=0.03)
+
+
+# ---- the judge inside the claim scorer -------------------------------------------------------------------------
+CONTEXT = ("Care+ extends the total coverage to 4 years (48 months) from the original purchase date of the camera. "
+           "Each accidental damage repair has a service fee of USD 79.")
+PAIRS = [("Care+ lengthens the protection of the camera.", CONTEXT),  # no rule decides: the verifier (and judge)
+         ("Each accidental damage repair costs USD 99.", CONTEXT),     # 99 is in no passage: vetoed, never judged
+         ("Repairs of accidental damage are free of charge.", CONTEXT)]
+
+
+def scorer_with(tmp_path, judge, **overrides):
+    from grounding.verifier import ClaimScorer
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, grounding_judge="local", grounding_judge_model=FAST_MODEL, **overrides)
+    return ClaimScorer.from_settings(settings, judge=judge)
+
+
+def test_borderline_scope_asks_the_judge_only_near_the_threshold_and_never_about_a_vetoed_claim(tmp_path, judge):
+    everything = scorer_with(tmp_path, judge, grounding_judge_scope="borderline", grounding_judge_band=1.0)
+    scored = everything.score_pairs(PAIRS)
+    assert ["judge_p" in s.signals for s in scored] == [True, False, True]
+    assert scored[1].vetoes == ["number_absent_from_sources"] and scored[1].score < everything.threshold("low")
+    # The borderline scorer decides with the judge-free profile's thresholds.
+    assert everything.threshold("low") == everything.fast_profile.threshold("low")
+    nothing = scorer_with(tmp_path, judge, grounding_judge_scope="borderline", grounding_judge_band=1e-9)
+    unjudged = nothing.score_pairs(PAIRS)
+    assert not any("judge_p" in s.signals for s in unjudged)
+    assert [s.score for s in unjudged] == pytest.approx([nothing.fast_profile.score(s.signals) if not s.vetoes
+                                                         else s.score for s in unjudged])
+
+
+def test_all_scope_asks_the_judge_about_every_claim(tmp_path, judge):
+    scorer = scorer_with(tmp_path, judge, grounding_judge_scope="all")
+    assert scorer.fast_profile is None
+    assert all("judge_p" in s.signals for s in scorer.score_pairs(PAIRS))
