@@ -17,7 +17,7 @@ Events, for streaming callers (``on_event(name, data)``), in this order:
 - risk ``high``: ``retrieval``, then nothing until the answer is verified (and repaired where it can be),
   then ``claim`` per claim, then ``token`` with only the verified text, then ``final``.
 
-Claim verification is the grounding stage's ``verify_answer``; where it is not installed, claims are
+Claim verification is the grounding stage's ``verify_answer``; where it is turned off, claims are
 listed as ``unverified``, a low-risk answer is served with a notice saying so, and a high-risk answer is
 withheld (decision ``rejected``).
 """
@@ -154,83 +154,23 @@ class AnswerTextStream:
             out.append(decoded)
 
 
-# ---- the verifier (grounding), when installed ----------------------------------------------------------
-def load_verifier():
-    """``verify_answer`` of the grounding stage (``grounding.decide``) when it is installed, else None."""
-    import importlib
-
-    for module in ("grounding", "grounding.decide", "grounding.verify"):
-        try:
-            found = getattr(importlib.import_module(module), "verify_answer", None)
-        except ImportError:
-            continue
-        if found is not None:
-            return found
-    return None
-
-
-def _get(obj, *names, default=None):
-    for name in names:
-        if isinstance(obj, dict):
-            if name in obj:
-                return obj[name]
-        elif hasattr(obj, name):
-            return getattr(obj, name)
-    return default
-
-
-_VERDICTS = {"supported": "supported", "unsupported": "unsupported", "contradicted": "unsupported",
-             "not_supported": "unsupported", "unverified": "unverified", True: "supported", False: "unsupported"}
-
-
-def _claim_out(claim, index: int, hits: Sequence = ()) -> ClaimVerdict:
-    verdict = _get(claim, "verdict", "label", default=None)
-    if verdict is None:
-        supported = _get(claim, "supported", default=None)
-        verdict = "unverified" if supported is None else ("supported" if supported else "unsupported")
-    verdict = _VERDICTS.get(verdict, "unsupported" if verdict else "unverified")
-    score = _get(claim, "score", "p_supported", "confidence", default=None)
-    threshold = _get(claim, "threshold", default=None)
+# ---- the grounding stage's result, as the API shows it ---------------------------------------------------
+def _claim_out(claim, hits: Sequence) -> ClaimVerdict:
+    """One ``grounding.decide.ClaimVerdict`` (passage numbers) as the API's (chunk ids)."""
 
     def chunk_ids_of(numbers) -> list[str]:
-        return [hits[n - 1].id for n in numbers or [] if isinstance(n, int) and 1 <= n <= len(hits)]
+        return [hits[n - 1].id for n in numbers if 1 <= n <= len(hits)]
 
-    citation = str(_get(claim, "citation", default="none") or "none")
-    cited = _get(claim, "chunk_ids", "citations", default=None)
-    if cited is None:
-        cited = chunk_ids_of(_get(claim, "cited_passages", default=[]))
     return ClaimVerdict(
-        text=str(_get(claim, "text", "claim", default="")),
-        sentence=int(_get(claim, "sentence", "sentence_index", default=index) or 0),
-        verdict=verdict,
-        score=None if score is None else round(float(score), 4),
-        threshold=None if threshold is None else float(threshold),
-        citations=[str(c) for c in (cited or []) if isinstance(c, (str, int))],
-        evidence=[str(c) for c in (_get(claim, "evidence_ids", "evidence_chunk_ids", default=None)
-                                   or _chunk_ids(_get(claim, "evidence", default=None)))],
-        supporting=chunk_ids_of(_get(claim, "supporting_passages", default=[])),
-        signals={k: v for k, v in (_get(claim, "signals", default={}) or {}).items()
-                 if isinstance(v, (int, float, str, bool)) or v is None},
-        vetoes=[str(v) for v in (_get(claim, "vetoes", default=[]) or [])],
-        citation=citation,
-        corrected_citation=citation in ("corrected", "added")
-        or bool(_get(claim, "corrected_citation", "citation_corrected", default=False)),
-    )
-
-
-def _chunk_ids(evidence) -> list[str]:
-    if evidence is None:
-        return []
-    ids = _get(evidence, "chunk_ids", default=None)
-    if ids is not None:
-        return list(ids() if callable(ids) else ids)
-    if isinstance(evidence, (list, tuple)):
-        return [str(_get(e, "chunk_id", default=e)) for e in evidence if isinstance(e, str) or _get(e, "chunk_id")]
-    return []
+        text=claim.claim, sentence=claim.sentence, verdict="supported" if claim.supported else "unsupported",
+        score=round(float(claim.score), 4), threshold=float(claim.threshold),
+        citations=chunk_ids_of(claim.cited_passages), evidence=claim.evidence_ids,
+        supporting=chunk_ids_of(claim.supporting_passages), signals=dict(claim.signals), vetoes=list(claim.vetoes),
+        citation=claim.citation, corrected_citation=claim.citation in ("corrected", "added"))
 
 
 class Verification:
-    """What ``ask`` needs from the grounding stage's result, whatever its exact shape."""
+    """What ``ask`` needs from the grounding stage's result (or from its absence)."""
 
     def __init__(self, decision: str, answer: str | None, claims: list[ClaimVerdict], retracted: list[str],
                  confidence: float | None, notice: str | None, verified: bool, citations=None, result=None):
@@ -245,40 +185,25 @@ class Verification:
         self.result = result  # an AnswerResult when the verifier regenerated the answer
 
     @classmethod
-    def from_grounded(cls, grounded, hits: Sequence = (), original: AnswerResult | None = None) -> "Verification":
-        """From ``grounding.decide.GroundedAnswer`` (decision, text, sentences with corrected citations,
-        claims, confidence, removed_sentences, answer = the AnswerResult finally used); other shapes are
-        read defensively."""
-        decision = _get(grounded, "decision", default="rejected")
-        decision = str(getattr(decision, "value", decision))
-        if decision not in ("served", "repaired", "rejected", "queued_for_review"):
-            decision = "rejected"
-        claims = [_claim_out(c, i, hits) for i, c in enumerate(_get(grounded, "claims", "verdicts", default=[]) or [])]
-        retracted = list(_get(grounded, "retracted", "removed", "removed_sentences", default=[]) or [])
-        retracted = [str(_get(r, "text", default=r)) for r in retracted]
-        text = _get(grounded, "answer_text", "text", default=None)
-        used = _get(grounded, "answer", default=None)
+    def from_grounded(cls, grounded, hits: Sequence, original: AnswerResult) -> "Verification":
+        """From ``grounding.decide.GroundedAnswer``: decision, text, sentences with corrected citations,
+        claims, confidence, removed sentences, and the AnswerResult finally used."""
+        used = grounded.answer
         result = used if isinstance(used, AnswerResult) and used is not original else None
-        if text is None and used is not None:
-            text = used if isinstance(used, str) else str(_get(used, "answer", "text", default=""))
-        confidence = _get(grounded, "confidence", default=None)
-        citations = _get(grounded, "citations", default=None)
-        sentences = _get(grounded, "sentences", default=None)
-        if citations is None and sentences:
-            seen, citations = set(), []
-            for sentence in sentences:
-                for c in _get(sentence, "citations", default=[]) or []:
-                    key = _get(c, "chunk_id")
-                    if key not in seen:
-                        seen.add(key)
-                        citations.append(c)
-        notice = _get(grounded, "notice", "message", "reason", default=None)
-        if notice is None and decision == "repaired" and retracted:
-            notice = f"{len(retracted)} sentence(s) were removed because your documents do not support them."
-        if notice is None and _get(grounded, "regenerated", default=False):
+        seen, citations = set(), []
+        for sentence in grounded.sentences:
+            for citation in sentence.citations:
+                if citation.chunk_id not in seen:
+                    seen.add(citation.chunk_id)
+                    citations.append(citation)
+        retracted = list(grounded.removed_sentences)
+        notice = None
+        if grounded.regenerated:
             notice = "The first answer did not hold up; this one was regenerated and verified again."
-        return cls(decision, text, claims, retracted, None if confidence is None else float(confidence),
-                   notice, True, citations, result)
+        elif grounded.decision == "repaired" and retracted:
+            notice = f"{len(retracted)} sentence(s) were removed because your documents do not support them."
+        return cls(grounded.decision, grounded.text, [_claim_out(c, hits) for c in grounded.claims], retracted,
+                   float(grounded.confidence), notice, True, citations, result)
 
 
 # ---- the path ------------------------------------------------------------------------------------------
@@ -296,7 +221,9 @@ class QuestionPath:
         self._pipeline = pipeline
         self._pipeline_lock = threading.Lock()
         if verifier == "auto":
-            verifier = load_verifier() if getattr(settings, "grounding_enabled", True) else None
+            from grounding.decide import verify_answer
+
+            verifier = verify_answer if settings.grounding_enabled else None
         self.verifier = verifier
         self.records = records    # api.records.Records: remembers verdicts of cached answers
         self.metrics = metrics
@@ -451,8 +378,7 @@ class QuestionPath:
         if self.verifier is None:
             claims = _unverified_claims(result)
             why = ("claim verification is turned off (ATTEST_GROUNDING_ENABLED=false)"
-                   if not getattr(self.settings, "grounding_enabled", True) else
-                   "the grounding stage is not installed")
+                   if not self.settings.grounding_enabled else "no claim verifier is configured")
             if risk == "high":
                 return Verification("rejected", None, claims, [], None,
                                     f"Claim verification is not available ({why}), so a high-risk answer cannot be "

@@ -61,17 +61,30 @@ def test_high_risk_text_pieces_join_back_exactly():
     assert "".join(_word_pieces(text)) == text
 
 
-def test_a_grounded_result_of_unknown_shape_is_read_defensively():
-    grounded = {"decision": "repaired", "answer": "It lasts two years. [1]", "confidence": 0.9,
-                "removed": [{"text": "It is free."}],
-                "claims": [{"text": "It lasts two years.", "sentence": 0, "supported": True, "score": 0.97,
-                            "chunk_ids": ["c1"], "evidence": [{"chunk_id": "c1"}], "signals": {"nli": 0.9}},
-                           {"text": "It is free.", "sentence": 1, "verdict": "unsupported", "score": 0.1}]}
-    v = Verification.from_grounded(grounded)
-    assert v.decision == "repaired" and v.answer == "It lasts two years. [1]" and v.retracted == ["It is free."]
+def test_a_grounded_answer_is_shown_with_chunk_ids_and_a_notice_naming_what_was_removed():
+    from types import SimpleNamespace
+
+    from answer.result import AnswerSentence, Citation
+    from grounding.decide import ClaimVerdict as Verdict, EvidenceRef, GroundedAnswer
+
+    hits = [SimpleNamespace(id="c1"), SimpleNamespace(id="c2")]
+    kept = Verdict(claim="It lasts two years.", sentence=0, supported=True, score=0.97, threshold=0.5,
+                   signals={"verifier_logit": 3.1}, cited_passages=[1], supporting_passages=[2], citation="corrected",
+                   evidence=[EvidenceRef(passage=2, chunk_id="c2", text="Two years.", similarity=0.9)])
+    removed = Verdict(claim="It is free.", sentence=1, supported=False, score=0.1, threshold=0.5, signals={},
+                      cited_passages=[1], citation="unsupported")
+    citation = Citation(passage=2, chunk_id="c2", doc_id="w.md", source="w.md", quote="Two years.")
+    grounded = GroundedAnswer(request_id="req_1", question="How long?", decision="repaired",
+                              text="It lasts two years. [2]", sentences=[AnswerSentence(text="It lasts two years.",
+                                                                                       citations=[citation])],
+                              claims=[kept, removed], confidence=0.97, risk="low", threshold=0.5, model="m",
+                              removed_sentences=["It is free."])
+    v = Verification.from_grounded(grounded, hits, original=None)
+    assert v.decision == "repaired" and v.answer == "It lasts two years. [2]" and v.retracted == ["It is free."]
     assert [c.verdict for c in v.claims] == ["supported", "unsupported"]
-    assert v.claims[0].evidence == ["c1"] and v.claims[0].score == 0.97
-    assert Verification.from_grounded({"decision": "bogus"}).decision == "rejected"
+    assert v.claims[0].citations == ["c1"] and v.claims[0].supporting == ["c2"] and v.claims[0].corrected_citation
+    assert v.claims[0].evidence == ["c2"] and [c.chunk_id for c in v.citations] == ["c2"]
+    assert v.notice.startswith("1 sentence(s) were removed") and v.result is None
 
 
 # ---- admission ----------------------------------------------------------------------------------------
