@@ -188,8 +188,10 @@ class Settings(BaseSettings):
     # grounding_judge_band of the risk level's threshold; the rest are clear either way) or "all".
     grounding_judge_scope: Literal["borderline", "all"] = "borderline"
     grounding_judge_band: float = Field(default=0.2, gt=0, le=1)
-    # Calibration profile (grounding/calibration.json); default: "verifier", or "verifier+judge" with a judge.
-    grounding_profile: str | None = None
+    # The verifier's share when its margin and the judge's are mixed (benchmarks/grounding.py: 0.5).
+    grounding_judge_weight: float = Field(default=0.5, ge=0, le=1)
+    # Calibration profile (grounding/calibration.json): "verifier" (default) or "checks" (no trained model).
+    grounding_profile: str = "verifier"
     # Evidence sentences per claim given to the verifier; default: the count it was trained with.
     grounding_evidence_sentences: int | None = Field(default=None, ge=1, le=10)
     # A number the claim states that its evidence passages do not contain makes the claim unsupported.
@@ -202,12 +204,6 @@ class Settings(BaseSettings):
     grounding_threads: int = Field(default=2, ge=1)
     # Failing answers go to a review queue (decision queued_for_review) instead of being rejected.
     grounding_review: bool = False
-
-    @property
-    def grounding_profile_name(self) -> str:
-        if self.grounding_profile:
-            return self.grounding_profile
-        return "verifier" if self.grounding_judge == "none" else "verifier+judge"
 
     @property
     def grounding_judge_model_name(self) -> str:

@@ -15,7 +15,11 @@ What it measures, and how it stays honest (no pair is ever scored by anything fi
 3. baselines on the same pairs: (a) the raw language-model judge (P(yes) >= 0.5, no checks, no
    calibration), Qwen2.5-Coder 0.5B and 1.5B; (b) ragas Faithfulness with the same local model. Both run
    seconds per claim on 2 cores, so they run on a stratified subset (``--judge-subset``, ``--ragas-subset``)
-   and every figure says on how many pairs it was measured.
+   and every figure says on how many pairs it was measured. ``--judge-evidence context`` gives the judge
+   the whole context (as the issue's reference figures), ``sentences`` the verifier's evidence sentences;
+4. the service's optional judge step on the judged pairs: the verifier's out-of-fold score mixed with the
+   judge's P(supported) (grounding/verifier.py ``with_judge``, fixed weight, nothing fitted on them), for
+   every claim or only the borderline ones. ``--judge-p`` reuses saved judge probabilities.
 
 ``--write-calibration`` refits the shipped grounding/calibration.json: per profile, the logistic regression
 on all pairs (verifier logits out-of-fold), thresholds from the cross-validated scores.
@@ -42,7 +46,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
 
 from grounding.calibrate import (  # noqa: E402
-    PROFILE_FEATURES, Calibration, balanced_accuracy, choose_thresholds, fit_profile, load_calibration,
+    PROFILE_FEATURES, Calibration, balanced_accuracy, choose_thresholds, fit_profile,
 )
 from grounding.training.train_verifier import auroc  # noqa: E402
 
@@ -154,23 +158,27 @@ def _apply(profile, signals, rules):
     return score
 
 
-def cascade_curve(rows, fast: dict, judged: dict, widths=(0.1, 0.2, 0.3, 0.5)) -> list[dict]:
-    """The judge only for borderline claims: a claim whose fast (verifier) score lies within ``width`` of its
-    fold's low-risk threshold takes the verifier+judge score, the rest keep the fast one. Per width: the
-    share judged and the low-risk figures (thresholds: the verifier+judge fold's inside the band)."""
+def with_judge_curve(rows, subset, fast: dict, judge_p: dict, weight: float,
+                     bands=(None, 0.1, 0.2, 0.3)) -> list[dict]:
+    """The service's judge step (grounding/verifier.py ``with_judge``) on the judged pairs: the verifier's
+    out-of-fold score (5-fold over all pairs) mixed with the judge's P(supported), for every claim no rule
+    decided (band None) or only those within ``band`` of the fold's low-risk threshold. Nothing is fitted
+    on the judged pairs: the weight is fixed."""
+    from grounding.verifier import VETO_CAP, contained, with_judge
+
+    sub_rows = [rows[i] for i in subset]
     out = []
-    for width in widths:
-        scores, thresholds_used, judged_n = np.zeros(len(rows)), {}, 0
-        for i, r in enumerate(rows):
+    for band in bands:
+        scores, asked = [], 0
+        for i in subset:
+            r, score = rows[i], fast["scores"][i]
             t = fast["thresholds"][r["fold"]]["low"]
-            if abs(fast["scores"][i] - t) <= width:
-                judged_n += 1
-                # Put the judged score on the fast threshold's scale: same side of the line as its own threshold.
-                scores[i] = t + (judged["scores"][i] - judged["thresholds"][r["fold"]]["low"])
-            else:
-                scores[i] = fast["scores"][i]
-        m = evaluate(rows, {"scores": scores, "thresholds": fast["thresholds"]}, "low")
-        out.append({"width": width, "share_judged": round(judged_n / len(rows), 3), **m})
+            decided = score <= VETO_CAP or score >= 0.99  # vetoed, or contained
+            if not decided and (band is None or abs(score - t) <= band):
+                score, asked = with_judge(score, t, judge_p[r["id"]], weight), asked + 1
+            scores.append(score)
+        m = evaluate(sub_rows, {"scores": scores, "thresholds": fast["thresholds"]}, "low")
+        out.append({"band": band if band is not None else "all", "share_judged": round(asked / len(subset), 3), **m})
     return out
 
 
@@ -255,6 +263,7 @@ def main(argv=None) -> None:
     parser.add_argument("--judge-evidence", choices=["sentences", "context"], default="sentences",
                         help="what the judge reads: the verifier's evidence sentences or the whole context")
     parser.add_argument("--judge-p", type=Path, default=None, help="reuse saved judge probabilities (JSON)")
+    parser.add_argument("--judge-weight", type=float, default=0.5, help="the verifier's share in the mix")
     parser.add_argument("--ragas-model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--ragas-subset", type=int, default=12)
     parser.add_argument("--skip-judge", action="store_true")
@@ -310,8 +319,7 @@ def main(argv=None) -> None:
     report["verifier_outer_auroc"] = {name: round(auroc(labels, [cv["outer"][name][r["id"]] for r in rows]), 4)
                                       for name in cv["outer"]}
 
-    # 3a. raw judge on a subset, and the judge as one more signal (cross-validated on that subset).
-    judge_fits: dict = {}
+    # 3a. raw judge on a subset, and the service's judge step (the verifier's score mixed with the judge's).
     if not args.skip_judge:
         subset = stratified_subset(rows, args.judge_subset)
         report["judge"] = {}
@@ -325,22 +333,12 @@ def main(argv=None) -> None:
                 run = run_judge(rows, subset, model, models_dir, k, args.judge_evidence)
                 saved[model] = run
             report["judge"][model] = dict(run["metrics"])
-            sub_rows = [rows[i] for i in subset]
-            # The judge as one more calibrated signal, cross-validated on the judged pairs only.
-            sub_signals = [dict(signals[i], judge_p=run["p"][rows[i]["id"]]) for i in subset]
-            by_profile = {}
-            for prof in ("verifier", "verifier+judge"):
-                res_sub = cross_validate(sub_rows, sub_signals, cv, prof, rules=("number", "contain"))
-                by_profile[prof] = res_sub
-                report["judge"][model][f"subset_cv_{prof}+rules"] = evaluate(sub_rows, res_sub, "low")
-                if prof == "verifier+judge":
-                    judge_fits[model] = (sub_rows, sub_signals, res_sub, report["judge"][model])
-            report["judge"][model]["borderline_only"] = cascade_curve(sub_rows, by_profile["verifier"],
-                                                                      by_profile["verifier+judge"])
+            report["judge"][model]["with_verifier"] = with_judge_curve(rows, subset, results["verifier+rules"],
+                                                                       run["p"], args.judge_weight)
             # attest on the same pairs (its 5-fold out-of-fold scores): like against like.
             res = results["verifier+rules"]
             report["judge"][model]["attest_on_same_subset"] = evaluate(
-                sub_rows, {"scores": [res["scores"][i] for i in subset], "thresholds": res["thresholds"]})
+                [rows[i] for i in subset], {"scores": [res["scores"][i] for i in subset], "thresholds": res["thresholds"]})
             print(f"judge {model}: {report['judge'][model]}", flush=True)
 
         judge_out = args.out.with_name(f"judge-p-{args.judge_evidence}.json")
@@ -359,7 +357,7 @@ def main(argv=None) -> None:
         print(f"ragas: {report['ragas_faithfulness']}", flush=True)
 
     if args.write_calibration:
-        write_calibration(rows, signals, cv, results, table, judge_fits)
+        write_calibration(rows, signals, cv, results, table)
         report["calibration_written"] = True
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -372,18 +370,9 @@ def load_verifier_k() -> int:
     return int(meta["k"])
 
 
-def write_calibration(rows, signals, cv, results, table, judge_fits=None) -> None:
+def write_calibration(rows, signals, cv, results, table) -> None:
     labels = [r["label"] for r in rows]
     profiles = {}
-    for model, (sub_rows, sub_signals, res_sub, figures) in (judge_fits or {}).items():
-        # Fitted on the judged subset only (the judge costs seconds per pair on 2 cores).
-        fit_signals = [dict(s, verifier_logit=cv["outer"][cv["best"]][r["id"]]) for r, s in zip(sub_rows, sub_signals)]
-        sub_labels = [r["label"] for r in sub_rows]
-        profile = fit_profile("verifier+judge", fit_signals, sub_labels)
-        profile.thresholds = choose_thresholds(sub_labels, res_sub["scores"])
-        profile.cv = {"low": figures[f"subset_cv_verifier+judge+rules"], "judge_model": model,
-                      "pairs": len(sub_rows), "note": "fitted and cross-validated on a stratified subset"}
-        profiles["verifier+judge"] = profile
     for name, key in (("checks", "checks"), ("verifier", "verifier+rules")):
         fit_signals = []
         for r, s in zip(rows, signals):
@@ -394,13 +383,6 @@ def write_calibration(rows, signals, cv, results, table, judge_fits=None) -> Non
         profile.thresholds = choose_thresholds(labels, results[key]["scores"])
         profile.cv = table[key]
         profiles[name] = profile
-    existing = {}
-    try:
-        existing = load_calibration().profiles
-    except (OSError, ValueError, KeyError):
-        pass
-    for name, profile in existing.items():  # e.g. verifier+judge fitted elsewhere
-        profiles.setdefault(name, profile)
     Calibration(profiles, {"fitted_on": "SciFact claim/context pairs (868), 5-fold CV, benchmarks/grounding.py",
                            "verifier_configuration": cv["best"]}).save()
 

@@ -34,11 +34,9 @@ PROFILE_FEATURES: dict[str, list[str]] = {
                "number_conflict", "names_missing_frac", "negation_mismatch", "claim_negated", "direction_conflict"],
 }
 PROFILE_FEATURES["verifier"] = ["verifier_logit"] + PROFILE_FEATURES["checks"]
-PROFILE_FEATURES["verifier+judge"] = ["verifier_logit", "judge_logit"] + PROFILE_FEATURES["checks"]
-PROFILE_FEATURES["judge"] = ["judge_logit"] + PROFILE_FEATURES["checks"]
 
 
-def _logit(p: float) -> float:
+def logit(p: float) -> float:
     p = min(max(p, 1e-6), 1 - 1e-6)
     return math.log(p / (1 - p))
 
@@ -46,8 +44,6 @@ def _logit(p: float) -> float:
 def feature_value(signals: dict, name: str) -> float:
     if name == "any_number_missing":
         return float(signals.get("numbers_missing", 0.0) > 0)
-    if name == "judge_logit":
-        return _logit(float(signals.get("judge_p", 0.5)))
     return float(signals.get(name, 0.0))
 
 

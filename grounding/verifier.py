@@ -10,10 +10,12 @@ deterministic checks' hard edges:
   conflict, is supported (entailment by containment), whatever the learned verifier says.
 Vetoed claims score ``VETO_CAP``; contained ones at least just above the highest threshold.
 
-With a judge, ``judge_scope="borderline"`` asks it only about claims whose verifier score lies within
-``judge_band`` of the risk level's threshold: the others are clear either way, and the judge costs seconds
-per answer on 2 cores. A judged claim's score is the verifier+judge profile's, moved onto the verifier
-profile's scale (``t_fast + score - t_judged``), so one threshold per risk level still decides every claim.
+With a judge (optional: seconds per answer on 2 cores), ``judge_scope="borderline"`` asks it only about
+claims whose verifier score lies within ``judge_band`` of the risk level's threshold (the others are clear
+either way), ``"all"`` about every claim a rule did not decide. A judged claim's score mixes the verifier's
+margin over the threshold with the judge's over 0.5, in logit space (``judge_weight`` on the verifier), and
+is put back on the threshold's scale, so one threshold per risk level still decides every claim. Two
+signals and one weight, not a refitted profile: 160 judged pairs are too few to fit 13 coefficients.
 
     scorer = ClaimScorer.from_settings(settings)
     [scored] = scorer.score([ScoreItem(claim, evidence, context_text)])
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from grounding.calibrate import Calibration, Profile, load_calibration
+from grounding.calibrate import Calibration, Profile, load_calibration, logit
 from grounding.checks import deterministic_signals, salient_tokens
 from grounding.evidence import Evidence, EvidencePool, EvidenceSentence, Passage, passage_sentences
 
@@ -62,26 +64,22 @@ class ClaimScorer:
     """Signals -> calibrated P(supported). One per process; the models inside are shared singletons."""
 
     def __init__(self, profile: Profile, encoder, verifier_model=None, judge=None, evidence_sentences: int = 3,
-                 number_veto: bool = True, threads: int = 1, term_veto: bool = True,
-                 fast_profile: Profile | None = None, judge_band: float = 0.2):
-        needs_verifier = "verifier_logit" in profile.features
-        needs_judge = "judge_logit" in profile.features
-        if needs_verifier and verifier_model is None:
+                 number_veto: bool = True, threads: int = 1, term_veto: bool = True, judge_scope: str = "borderline",
+                 judge_band: float = 0.2, judge_weight: float = 0.5):
+        if "verifier_logit" in profile.features and verifier_model is None:
             raise ValueError(f"calibration profile {profile.name!r} needs the trained verifier")
-        if needs_judge and judge is None:
-            raise ValueError(f"calibration profile {profile.name!r} needs a judge")
         self.profile = profile
-        # Borderline-only judging: the judge-free profile scores every claim; ``profile`` the judged ones.
-        self.fast_profile = fast_profile if self.judge_in(profile) else None
-        self.judge_band = judge_band
         self.encoder = encoder
-        self.verifier_model = verifier_model if needs_verifier else None
-        self.judge = judge if needs_judge else None
+        self.verifier_model = verifier_model if "verifier_logit" in profile.features else None
+        self.judge = judge
+        self.judge_scope = judge_scope
+        self.judge_band = judge_band
+        self.judge_weight = judge_weight
         self.evidence_sentences = evidence_sentences
         self.number_veto = number_veto
         self.term_veto = term_veto
         # A claim contained in its evidence scores at least this: above every risk level's threshold.
-        self.containment_floor = min(0.99, max((fast_profile or profile).thresholds.values()) + 0.01)
+        self.containment_floor = min(0.99, max(profile.thresholds.values()) + 0.01)
         self.threads = threads
         self.timings: dict[str, float] = {}
 
@@ -95,22 +93,16 @@ class ClaimScorer:
 
             encoder = get_dense_encoder()
         calibration = calibration or load_calibration()
-        profile = calibration.profile(settings.grounding_profile_name)
+        profile = calibration.profile(settings.grounding_profile)
         verifier_model = None
         if "verifier_logit" in profile.features:
             verifier_model = get_verifier_model(threads=settings.grounding_threads)
-        if "judge_logit" in profile.features and judge is None:
+        if settings.grounding_judge != "none" and judge is None:
             judge = build_judge(settings)
         k = settings.grounding_evidence_sentences or (verifier_model.evidence_sentences if verifier_model else 3)
-        fast = None
-        if profile.name.endswith("+judge") and settings.grounding_judge_scope == "borderline":
-            fast = calibration.profile(profile.name.removesuffix("+judge"))
         return cls(profile, encoder, verifier_model, judge, k, settings.grounding_number_veto,
-                   settings.grounding_threads, settings.grounding_term_veto, fast, settings.grounding_judge_band)
-
-    @staticmethod
-    def judge_in(profile: Profile) -> bool:
-        return "judge_logit" in profile.features
+                   settings.grounding_threads, settings.grounding_term_veto, settings.grounding_judge_scope,
+                   settings.grounding_judge_band, settings.grounding_judge_weight)
 
     @property
     def model_name(self) -> str:
@@ -122,7 +114,7 @@ class ClaimScorer:
         return "+".join(parts) or "checks"
 
     def threshold(self, risk: str) -> float:
-        return (self.fast_profile or self.profile).threshold(risk)
+        return self.profile.threshold(risk)
 
     def signals(self, item: ScoreItem) -> dict:
         texts = [s.text for s in item.evidence.sentences]
@@ -150,10 +142,9 @@ class ClaimScorer:
             from grounding.judge import evidence_block
 
             for item, signals in zip(items, all_signals):
-                if self.fast_profile is not None and not self._borderline(signals, risk):
-                    continue
-                block = judge_context or evidence_block([s.text for s in item.evidence.sentences])
-                signals["judge_p"] = self.judge.p_supported(block, item.claim)
+                if self._ask_judge(signals, risk):
+                    block = judge_context or evidence_block([s.text for s in item.evidence.sentences])
+                    signals["judge_p"] = self.judge.p_supported(block, item.claim)
         t3 = time.perf_counter()
         out = []
         for item, signals in zip(items, all_signals):
@@ -177,20 +168,21 @@ class ClaimScorer:
         return (self.number_veto and signals["numbers_missing"] > 0) or \
             (self.term_veto and signals["terms_absent_from_sources"] > 0)
 
-    def _borderline(self, signals: dict, risk: str) -> bool:
-        """The judge is worth asking: not decided by a rule, and the verifier score near the threshold."""
+    def _ask_judge(self, signals: dict, risk: str) -> bool:
+        """Not decided by a rule, and (in the borderline scope) the verifier's score near the threshold."""
         if self._vetoed(signals) or contained(signals):
             return False
-        return abs(self.fast_profile.score(signals) - self.fast_profile.threshold(risk)) <= self.judge_band
+        if self.judge_scope == "all":
+            return True
+        return abs(self.profile.score(signals) - self.threshold(risk)) <= self.judge_band
 
     def _calibrated(self, signals: dict, risk: str) -> float:
-        if self.fast_profile is None:
-            return self.profile.score(signals)
-        fast = self.fast_profile.score(signals)
+        """The profile's score; with the judge's P(supported), both as margins over their own lines (the risk
+        level's threshold; 0.5), mixed in logit space and put back on the threshold's scale."""
+        score = self.profile.score(signals)
         if "judge_p" not in signals:
-            return fast
-        moved = self.fast_profile.threshold(risk) + self.profile.score(signals) - self.profile.threshold(risk)
-        return float(min(1.0, max(0.0, moved)))
+            return score
+        return with_judge(score, self.threshold(risk), signals["judge_p"], self.judge_weight)
 
     # ---- one claim against one context (attest verify, the benchmark) --------------------------------------
     def score_pairs(self, pairs: list[tuple[str, str]], k: int | None = None, risk: str = "low") -> list[Scored]:
@@ -211,6 +203,14 @@ class ClaimScorer:
         scored = self.score(items, risk=risk)
         self.timings = {"evidence_ms": embed_ms, **self.timings}
         return scored
+
+
+def with_judge(score: float, threshold: float, judge_p: float, weight: float = 0.5) -> float:
+    """The verifier's margin over its threshold and the judge's over 0.5, mixed in logit space with
+    ``weight`` on the verifier, back on the threshold's scale: >= threshold exactly when the mix is positive."""
+    line = logit(threshold)
+    margin = weight * (logit(score) - line) + (1 - weight) * logit(judge_p)
+    return float(1 / (1 + np.exp(-(line + margin))))
 
 
 def build_judge(settings):

@@ -65,20 +65,31 @@ def scorer_with(tmp_path, judge, **overrides):
 
 
 def test_borderline_scope_asks_the_judge_only_near_the_threshold_and_never_about_a_vetoed_claim(tmp_path, judge):
+    from grounding.verifier import with_judge
+
     everything = scorer_with(tmp_path, judge, grounding_judge_scope="borderline", grounding_judge_band=1.0)
     scored = everything.score_pairs(PAIRS)
     assert ["judge_p" in s.signals for s in scored] == [True, False, True]
     assert scored[1].vetoes == ["number_absent_from_sources"] and scored[1].score < everything.threshold("low")
-    # The borderline scorer decides with the judge-free profile's thresholds.
-    assert everything.threshold("low") == everything.fast_profile.threshold("low")
+    threshold = everything.threshold("low")
+    for s in (scored[0], scored[2]):  # the verifier's and the judge's margins, mixed
+        assert s.score == pytest.approx(with_judge(everything.profile.score(s.signals), threshold, s.signals["judge_p"]))
     nothing = scorer_with(tmp_path, judge, grounding_judge_scope="borderline", grounding_judge_band=1e-9)
     unjudged = nothing.score_pairs(PAIRS)
     assert not any("judge_p" in s.signals for s in unjudged)
-    assert [s.score for s in unjudged] == pytest.approx([nothing.fast_profile.score(s.signals) if not s.vetoes
-                                                         else s.score for s in unjudged])
+    assert [unjudged[0].score, unjudged[2].score] == pytest.approx(
+        [nothing.profile.score(unjudged[0].signals), nothing.profile.score(unjudged[2].signals)])
 
 
-def test_all_scope_asks_the_judge_about_every_claim(tmp_path, judge):
+def test_the_judge_moves_a_score_across_the_threshold_only_when_it_disagrees_strongly():
+    from grounding.verifier import with_judge
+
+    assert with_judge(0.6, 0.5, 0.5) == pytest.approx(0.55, abs=0.01)  # a neutral judge halves the margin
+    assert with_judge(0.6, 0.5, 0.05) < 0.5 < with_judge(0.4, 0.5, 0.95)  # a confident judge outvotes a weak margin
+    assert with_judge(0.99, 0.5, 0.3) > 0.5  # ... but not a confident verifier
+    assert with_judge(0.3, 0.3, 0.5) == pytest.approx(0.3)  # on the line, a neutral judge leaves it there
+
+
+def test_all_scope_asks_the_judge_about_every_claim_no_rule_decided(tmp_path, judge):
     scorer = scorer_with(tmp_path, judge, grounding_judge_scope="all")
-    assert scorer.fast_profile is None
-    assert all("judge_p" in s.signals for s in scorer.score_pairs(PAIRS))
+    assert ["judge_p" in s.signals for s in scorer.score_pairs(PAIRS)] == [True, False, True]
