@@ -65,7 +65,7 @@ class ClaimScorer:
 
     def __init__(self, profile: Profile, encoder, verifier_model=None, judge=None, evidence_sentences: int = 3,
                  number_veto: bool = True, threads: int = 1, term_veto: bool = True, judge_scope: str = "borderline",
-                 judge_band: float = 0.2, judge_weight: float = 0.5):
+                 judge_band: float = 0.3, judge_weight: float = 0.5):
         if "verifier_logit" in profile.features and verifier_model is None:
             raise ValueError(f"calibration profile {profile.name!r} needs the trained verifier")
         self.profile = profile
