@@ -8,11 +8,12 @@ the call's prompt tokens (counted with the model's tokenizer where one is local)
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+from attest_sqlite import open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
@@ -76,12 +77,7 @@ class BudgetExceeded(Exception):
 
 class UsageLedger:
     def __init__(self, path: Path):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(path, SCHEMA)
         self._lock = threading.Lock()
 
     def record(self, row: UsageRow, now: datetime | None = None) -> None:

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from answer.usage import Principal as UsagePrincipal
+from attest_sqlite import open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -92,11 +93,7 @@ class KeyStore:
                 key_id="key_" + digest[:12], tenant=spec.tenant, collections=tuple(spec.collections),
                 read_only=tuple(spec.read_only_collections))))
         self._db: sqlite3.Connection | None = None
-        path = Path(self.settings.database_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(self.settings.database_path, _SCHEMA)
 
     @property
     def open_mode(self) -> bool:
@@ -141,9 +138,8 @@ def add_key(database_path: Path, tenant: str, collections: list[str], read_only:
     """Create a key in the SQLite table and return it (shown once; only its digest is kept)."""
     key = "ak_" + secrets.token_urlsafe(32)
     digest = _digest(key)
-    db = sqlite3.connect(str(database_path), isolation_level=None)
+    db = open_database(database_path, _SCHEMA)
     try:
-        db.executescript(_SCHEMA)
         db.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, 0)",
                    (digest, "key_" + digest[:12], tenant, json.dumps(collections), json.dumps(read_only or []),
                     datetime.now(timezone.utc).isoformat(timespec="seconds")))
@@ -153,9 +149,8 @@ def add_key(database_path: Path, tenant: str, collections: list[str], read_only:
 
 
 def revoke_key(database_path: Path, key: str) -> bool:
-    db = sqlite3.connect(str(database_path), isolation_level=None)
+    db = open_database(database_path, _SCHEMA)
     try:
-        db.executescript(_SCHEMA)
         return db.execute("UPDATE api_keys SET revoked = 1 WHERE key_sha256 = ?", (_digest(key),)).rowcount > 0
     finally:
         db.close()

@@ -8,10 +8,11 @@ is stored with the question and the answer it is about: a correction becomes a b
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
+
+from attest_sqlite import open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_queries (
@@ -66,12 +67,7 @@ def utc_now() -> str:
 
 class Records:
     def __init__(self, path: Path):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA)
         self._lock = threading.Lock()
 
     def _exec(self, sql: str, args=()):
