@@ -101,5 +101,5 @@ def verify_command(
             out.close()
     elapsed = time.perf_counter() - started
     console.print(f"verified {len(pairs)} claim(s): {supported} supported, {len(pairs) - supported} unsupported "
-                  f"(risk {risk}, threshold {threshold:.3f}, {scorer.model_name}); "
+                  f"(risk {risk}, threshold {threshold:.3f}, {scorer.model_name(risk)}); "
                   f"{len(pairs) / elapsed if elapsed else 0:.1f} claims/s")

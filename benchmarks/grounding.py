@@ -159,7 +159,7 @@ def _apply(profile, signals, rules):
 
 
 def with_judge_curve(rows, subset, fast: dict, judge_p: dict, weight: float,
-                     bands=(None, 0.1, 0.2, 0.3)) -> list[dict]:
+                     bands=(None, 0.1, 0.2, 0.3), risk: str = "low") -> list[dict]:
     """The service's judge step (grounding/verifier.py ``with_judge``) on the judged pairs: the verifier's
     out-of-fold score (5-fold over all pairs) mixed with the judge's P(supported), for every claim no rule
     decided (band None) or only those within ``band`` of the fold's low-risk threshold. Nothing is fitted
@@ -172,13 +172,13 @@ def with_judge_curve(rows, subset, fast: dict, judge_p: dict, weight: float,
         scores, asked = [], 0
         for i in subset:
             r, score = rows[i], fast["scores"][i]
-            t = fast["thresholds"][r["fold"]]["low"]
+            t = fast["thresholds"][r["fold"]][risk]
             decided = score <= VETO_CAP or score >= 0.99  # vetoed, or contained
             if not decided and (band is None or abs(score - t) <= band):
                 score, asked = with_judge(score, t, judge_p[r["id"]], weight), asked + 1
             scores.append(score)
-        m = evaluate(sub_rows, {"scores": scores, "thresholds": fast["thresholds"]}, "low")
-        out.append({"band": band if band is not None else "all", "share_judged": round(asked / len(subset), 3), **m})
+        m = evaluate(sub_rows, {"scores": scores, "thresholds": fast["thresholds"]}, risk)
+        out.append({"risk": risk, "band": band if band is not None else "all", "share_judged": round(asked / len(subset), 3), **m})
     return out
 
 
@@ -333,12 +333,14 @@ def main(argv=None) -> None:
                 run = run_judge(rows, subset, model, models_dir, k, args.judge_evidence)
                 saved[model] = run
             report["judge"][model] = dict(run["metrics"])
-            report["judge"][model]["with_verifier"] = with_judge_curve(rows, subset, results["verifier+rules"],
-                                                                       run["p"], args.judge_weight)
+            report["judge"][model]["with_verifier"] = [
+                point for risk in ("low", "high") for point in
+                with_judge_curve(rows, subset, results["verifier+rules"], run["p"], args.judge_weight, risk=risk)]
             # attest on the same pairs (its 5-fold out-of-fold scores): like against like.
             res = results["verifier+rules"]
-            report["judge"][model]["attest_on_same_subset"] = evaluate(
-                [rows[i] for i in subset], {"scores": [res["scores"][i] for i in subset], "thresholds": res["thresholds"]})
+            report["judge"][model]["attest_on_same_subset"] = {risk: evaluate(
+                [rows[i] for i in subset], {"scores": [res["scores"][i] for i in subset], "thresholds": res["thresholds"]},
+                risk) for risk in ("low", "high")}
             print(f"judge {model}: {report['judge'][model]}", flush=True)
 
         judge_out = args.out.with_name(f"judge-p-{args.judge_evidence}.json")

@@ -146,7 +146,7 @@ class Grounder:
             if not requests:
                 return
             shared = None
-            if self.scorer.judge is not None:  # one evidence block per round: the judge's KV cache is reused
+            if self.scorer.judge_for(risk) is not None:  # one evidence block per round: the judge's KV cache is reused
                 union: list[str] = []
                 for _, _, it in requests:
                     for s in it.evidence.sentences:
@@ -253,13 +253,14 @@ class Grounder:
 
     def _record(self, result: GroundedAnswer, answer, attempt: int) -> None:
         self.store.record(result.request_id, result.claims, result.decision, result.risk, result.model,
-                          f"{PROMPT_VERSION}+{JUDGE_PROMPT_VERSION}" if self.scorer.judge else PROMPT_VERSION,
+                          f"{PROMPT_VERSION}+{JUDGE_PROMPT_VERSION}" if self.scorer.judge_for(result.risk)
+                          else PROMPT_VERSION,
                           attempt=attempt)
 
     def _attempt(self, question: str, answer, passages: list[Passage], risk: str, threshold: float) -> GroundedAnswer:
         request_id = getattr(answer, "request_id", "") or ""
         base = dict(request_id=request_id, question=question, risk=risk, threshold=threshold,
-                    model=self.scorer.model_name, answer=answer)
+                    model=self.scorer.model_name(risk), answer=answer)
         split = split_claims(answer)
         if not split.claims:  # a decline, a failure message, or nothing checkable: nothing to verify
             return GroundedAnswer(decision="served", text=getattr(answer, "answer", "") or "",

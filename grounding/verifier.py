@@ -24,8 +24,11 @@ signals and one weight, not a refitted profile: 160 judged pairs are too few to 
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -33,6 +36,7 @@ from grounding.calibrate import Calibration, Profile, load_calibration, logit
 from grounding.checks import deterministic_signals, salient_tokens
 from grounding.evidence import Evidence, EvidencePool, EvidenceSentence, Passage, passage_sentences
 
+log = logging.getLogger("attest.grounding")
 VETO_CAP = 0.01  # the score of a vetoed claim: under every risk level's threshold
 
 
@@ -65,13 +69,19 @@ class ClaimScorer:
 
     def __init__(self, profile: Profile, encoder, verifier_model=None, judge=None, evidence_sentences: int = 3,
                  number_veto: bool = True, threads: int = 1, term_veto: bool = True, judge_scope: str = "borderline",
-                 judge_band: float = 0.3, judge_weight: float = 0.5):
+                 judge_band: float = 0.3, judge_weight: float = 0.5, judge_risks=("low", "high"),
+                 judge_loader: Callable[[], object] | None = None):
         if "verifier_logit" in profile.features and verifier_model is None:
             raise ValueError(f"calibration profile {profile.name!r} needs the trained verifier")
         self.profile = profile
         self.encoder = encoder
         self.verifier_model = verifier_model if "verifier_logit" in profile.features else None
-        self.judge = judge
+        # The judge serves requests of ``judge_risks``; ``judge_loader`` loads it on the first such request.
+        self._judge = judge
+        self._judge_loader = judge_loader
+        self._judge_lock = threading.Lock()
+        self.judge_error: str | None = None
+        self.judge_risks = tuple(judge_risks)
         self.judge_scope = judge_scope
         self.judge_band = judge_band
         self.judge_weight = judge_weight
@@ -97,20 +107,35 @@ class ClaimScorer:
         verifier_model = None
         if "verifier_logit" in profile.features:
             verifier_model = get_verifier_model(threads=settings.grounding_threads)
-        if settings.grounding_judge != "none" and judge is None:
-            judge = build_judge(settings)
+        loader = (lambda: build_judge(settings)) if settings.grounding_judge != "none" and judge is None else None
         k = settings.grounding_evidence_sentences or (verifier_model.evidence_sentences if verifier_model else 3)
         return cls(profile, encoder, verifier_model, judge, k, settings.grounding_number_veto,
                    settings.grounding_threads, settings.grounding_term_veto, settings.grounding_judge_scope,
-                   settings.grounding_judge_band, settings.grounding_judge_weight)
+                   settings.grounding_judge_band, settings.grounding_judge_weight, settings.grounding_judge_risks,
+                   loader)
 
-    @property
-    def model_name(self) -> str:
+    def judge_for(self, risk: str):
+        """The judge for requests of ``risk``, loaded on first use; None when that risk level goes without
+        one, or when it cannot be loaded (then the verifier decides alone, and ``judge_error`` says why)."""
+        if risk not in self.judge_risks:
+            return None
+        with self._judge_lock:
+            if self._judge is None and self._judge_loader is not None and self.judge_error is None:
+                try:
+                    self._judge = self._judge_loader()
+                except Exception as exc:  # noqa: BLE001 - a missing judge model must not stop verification
+                    self.judge_error = f"{type(exc).__name__}: {exc}"
+                    log.warning("the grounding judge could not be loaded; the verifier decides alone: %s",
+                                self.judge_error)
+            return self._judge
+
+    def model_name(self, risk: str = "low") -> str:
         parts = []
         if self.verifier_model is not None:
             parts.append(self.verifier_model.name)
-        if self.judge is not None:
-            parts.append(f"judge:{self.judge.model}")
+        judge = self.judge_for(risk)
+        if judge is not None:
+            parts.append(f"judge:{judge.model}")
         return "+".join(parts) or "checks"
 
     def threshold(self, risk: str) -> float:
@@ -138,13 +163,14 @@ class ClaimScorer:
             for signals, logit in zip(all_signals, logits):
                 signals["verifier_logit"] = logit
         t2 = time.perf_counter()
-        if self.judge is not None:
+        judge = self.judge_for(risk)
+        if judge is not None:
             from grounding.judge import evidence_block
 
             for item, signals in zip(items, all_signals):
                 if self._ask_judge(signals, risk):
                     block = judge_context or evidence_block([s.text for s in item.evidence.sentences])
-                    signals["judge_p"] = self.judge.p_supported(block, item.claim)
+                    signals["judge_p"] = judge.p_supported(block, item.claim)
         t3 = time.perf_counter()
         out = []
         for item, signals in zip(items, all_signals):

@@ -60,6 +60,7 @@ def scorer_with(tmp_path, judge, **overrides):
     from grounding.verifier import ClaimScorer
     from tests.conftest import make_settings
 
+    overrides = {"grounding_judge_risks": ["low", "high"], **overrides}
     settings = make_settings(tmp_path, grounding_judge="local", grounding_judge_model=FAST_MODEL, **overrides)
     return ClaimScorer.from_settings(settings, judge=judge)
 
@@ -93,3 +94,22 @@ def test_the_judge_moves_a_score_across_the_threshold_only_when_it_disagrees_str
 def test_all_scope_asks_the_judge_about_every_claim_no_rule_decided(tmp_path, judge):
     scorer = scorer_with(tmp_path, judge, grounding_judge_scope="all")
     assert ["judge_p" in s.signals for s in scorer.score_pairs(PAIRS)] == [True, False, True]
+
+
+def test_by_default_the_judge_serves_high_risk_only(tmp_path, judge):
+    scorer = scorer_with(tmp_path, judge, grounding_judge_risks=["high"], grounding_judge_band=1.0)
+    assert not any("judge_p" in s.signals for s in scorer.score_pairs(PAIRS, risk="low"))
+    assert ["judge_p" in s.signals for s in scorer.score_pairs(PAIRS, risk="high")] == [True, False, True]
+    assert "judge:" not in scorer.model_name("low") and "judge:" in scorer.model_name("high")
+
+
+def test_a_judge_that_cannot_be_loaded_leaves_the_verifier_to_decide(tmp_path):
+    from grounding.verifier import ClaimScorer
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, grounding_judge="local", grounding_judge_model="no-such-model",
+                             grounding_judge_band=1.0)
+    scorer = ClaimScorer.from_settings(settings)
+    scored = scorer.score_pairs(PAIRS, risk="high")
+    assert not any("judge_p" in s.signals for s in scored) and "no-such-model" in scorer.judge_error
+    assert scored[1].vetoes == ["number_absent_from_sources"]
