@@ -106,7 +106,7 @@ def eval_golden(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for the JSON and Markdown reports."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
     ragas: bool = typer.Option(False, "--ragas", help="Also score ragas Faithfulness with a local model as ragas' "
-                                                       "LLM (slow: about a minute per answer on 2 cores)."),
+                                                       "LLM (slow: 30-60 s per answer on 2 cores)."),
     ragas_model: Optional[str] = typer.Option(None, "--ragas-model",
                                               help="The local model for --ragas (default: the strong local model)."),
 ):

@@ -3,7 +3,7 @@
 ragas splits the answer into statements with the LLM, then asks it which statements the contexts
 support; Faithfulness is the supported share. It is the offline reference attest's own verifier is
 compared with (``attest eval golden --ragas``, ``benchmarks/grounding.py``). It costs several LLM calls
-per answer: about a minute per answer with the 1.5B model on 2 cores, so it is opt-in.
+per answer: 30-60 s per answer with the 1.5B model on 2 cores, so it is opt-in.
 
     faithfulness = RagasFaithfulness.load("qwen2.5-coder-1.5b", settings.models_dir)
     faithfulness.score(question, answer, [passage texts])   # 0..1, or None when the model's output failed
