@@ -1,8 +1,9 @@
 """Deterministic signals: what a claim states that its evidence does not, found without a model.
 
 Each signal is cheap (microseconds) and explainable, and they cover what small learned verifiers miss:
-- numbers, dates and units: a number in the claim that appears nowhere in the evidence, and a *conflict*
-  when the evidence gives a different number with the same unit ("3 years" against "2 years");
+- numbers, dates and units: a number in the claim that appears nowhere in the evidence, a *conflict*
+  when the evidence gives a different number with the same unit ("3 years" against "2 years"), and a
+  measuring verb whose quantity has a unit of another kind ("weighs 6240 x 4160 pixels");
 - negation: the claim is negated and its best evidence sentence is not, or the other way round;
 - direction words: the claim says "increases" where the evidence says "decreases" (and similar pairs);
 - named entities: capitalised names, acronyms and codes (K2, PPM1D, p53) the evidence never mentions;
@@ -134,6 +135,37 @@ def numbers_with_units(text: str) -> dict[str, set[str]]:
     return out
 
 
+# What a measuring verb says a number is, and the units of each kind: "weighs 6240 x 4160 pixels" states a
+# number the passages do contain, as a quantity they never give it as.
+_UNIT_KINDS = {
+    "mass": {"g", "gram", "kg", "kilogram", "lb", "pound", "oz", "ounc", "mg"},
+    "time": {"s", "sec", "second", "min", "minut", "h", "hr", "hour", "day", "week", "month", "year", "ms",
+             "millisecond"},
+    "money": {"usd", "eur", "gbp", "chf", "jpy", "dollar", "euro", "cent"},
+    "length": {"mm", "cm", "m", "km", "inch", "in", "ft", "foot", "feet", "metr", "millimetr", "centimetr"},
+    "resolution": {"pixel", "px", "dot", "mp", "megapixel"},
+    "data": {"kb", "mb", "gb", "tb", "byte", "bit", "mbps", "gbps"},
+    "frequency": {"hz", "khz", "mhz", "ghz", "fps"},
+}
+# A measuring verb and the kinds of quantity it can take ("costs 2 hours of work" is English too).
+_MEASURE_VERBS = [
+    (re.compile(r"\b(weighs?|weighing|weighed)\b", re.I), {"mass"}),
+    (re.compile(r"\b(lasts?|lasted|lasting)\b", re.I), {"time"}),
+    (re.compile(r"\b(costs?|costing|priced)\b", re.I), {"money", "time"}),
+]
+
+
+def unit_kind_mismatch(claim: str) -> bool:
+    """The claim measures something with a verb of one kind (weighs, lasts, costs) and gives its quantities
+    only in units of other known kinds (pixels, GB, Hz...): true of no document, whatever its numbers."""
+    kinds_stated = set()
+    for unit in numbers_with_units(claim):
+        kinds_stated |= {kind for kind, units in _UNIT_KINDS.items() if unit in units}
+    if not kinds_stated:
+        return False
+    return any(verb.search(claim) and not (kinds & kinds_stated) for verb, kinds in _MEASURE_VERBS)
+
+
 _SALIENT = re.compile(r"\b(?:[A-Z][a-zA-Z0-9]*[A-Z0-9][a-zA-Z0-9-]*|[a-zA-Z]+\d[a-zA-Z0-9-]*|[A-Z][a-z]{2,}"
                       r"|[a-zA-Z]{2,}(?:-[a-zA-Z0-9]+)+)\b")
 
@@ -221,6 +253,7 @@ def deterministic_signals(claim: str, evidence: list[str], context: str | None =
         "claim_negated": float(claim_negated),
         "negation_mismatch": negation_mismatch,
         "direction_conflict": float(direction_conflict(claim, joined)) if evidence else 0.0,
+        "unit_mismatch": float(unit_kind_mismatch(claim)),
         "overlap_best": overlap_best,
         "overlap_evidence": overlap_all,
         "overlap_context": overlap_context,

@@ -3,7 +3,8 @@
 For each (claim, evidence) it computes the deterministic signals, the trained verifier's logit, the
 optional language-model judge's P(supported), and one calibrated score (grounding/calibrate.py). Then the
 deterministic checks' hard edges:
-- a number the claim states that the evidence's passages do not contain vetoes it (``grounding_number_veto``);
+- a number the claim states that the evidence's passages do not contain vetoes it, and so does a measuring
+  verb with a quantity of another kind ("weighs ... pixels") (``grounding_number_veto``);
 - a name, code or compound term (``lithium-ion``, ``HK2-100``) that no retrieved passage contains vetoes it
   (``grounding_term_veto``): an answer built from the passages has no business naming it;
 - a claim whose every content word sits in one evidence sentence, with no negation, direction or number
@@ -178,6 +179,8 @@ class ClaimScorer:
             vetoes = []
             if self.number_veto and signals["numbers_missing"] > 0:
                 vetoes.append("number_absent_from_sources")
+            if self.number_veto and signals.get("unit_mismatch"):
+                vetoes.append("quantity_of_another_kind")
             if self.term_veto and signals["terms_absent_from_sources"] > 0:
                 vetoes.append("term_absent_from_sources")
             if vetoes:
@@ -191,7 +194,7 @@ class ClaimScorer:
         return out
 
     def _vetoed(self, signals: dict) -> bool:
-        return (self.number_veto and signals["numbers_missing"] > 0) or \
+        return (self.number_veto and (signals["numbers_missing"] > 0 or signals.get("unit_mismatch"))) or \
             (self.term_veto and signals["terms_absent_from_sources"] > 0)
 
     def _ask_judge(self, signals: dict, risk: str) -> bool:

@@ -323,3 +323,20 @@ def test_local_model_answer_about_the_battery_never_serves_an_invented_battery(t
     served = result.text.lower() if result.decision in ("served", "repaired") else ""
     assert "lithium" not in served, (answer.answer, [(v.claim, v.score, v.vetoes) for v in result.claims])
     assert_nothing_unsupported_served(result)
+
+
+def test_a_number_given_as_a_quantity_of_another_kind_is_not_served(grounder, hits_for):
+    """Seen in a golden run: the 0.5B answered the weight question with the image size, every number of
+    which the specifications do contain."""
+    from grounding.checks import unit_kind_mismatch
+
+    assert unit_kind_mismatch("The Halden K2 weighs 6240 x 4160 pixels (3:2).")
+    assert not unit_kind_mismatch("The K2 weighs 468 g without battery and card.")
+    assert not unit_kind_mismatch("The upgrade costs 2 hours of work.")
+    question = "How much does the Halden K2 weigh without battery and card?"
+    hits = hits_for(question)
+    n = passage_with(hits, "6240 x 4160")
+    answer = make_answer(question, hits, [("The Halden K2 weighs 6240 x 4160 pixels (3:2).", [n])])
+    result = grounder.verify(question, answer, hits)
+    assert result.decision == "rejected" and result.claims[0].vetoes == ["quantity_of_another_kind"]
+    assert_nothing_unsupported_served(result)
