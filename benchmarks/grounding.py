@@ -19,7 +19,8 @@ What it measures, and how it stays honest (no pair is ever scored by anything fi
    the whole context (as the issue's reference figures), ``sentences`` the verifier's evidence sentences;
 4. the service's optional judge step on the judged pairs: the verifier's out-of-fold score mixed with the
    judge's P(supported) (grounding/verifier.py ``with_judge``, fixed weight, nothing fitted on them), for
-   every claim or only the borderline ones. ``--judge-p`` reuses saved judge probabilities.
+   every claim or only the borderline ones. ``--judge-p`` reuses saved judge probabilities: those behind
+   the README's figures (1.5B, whole context, 160 pairs) are grounding/training/judge-p-context-160.json.
 
 ``--write-calibration`` refits the shipped grounding/calibration.json: per profile, the logistic regression
 on all pairs (verifier logits out-of-fold), thresholds from the cross-validated scores.
