@@ -30,6 +30,24 @@ def make_settings(data_dir: Path, **overrides):
     return Settings(data_dir=data_dir, **overrides)
 
 
+@pytest.fixture(scope="session")
+def demo_index(tmp_path_factory, encoder):
+    """The demo corpus ingested once per session, in collection "default"; (store, retriever). Tests that
+    change a payload put it back."""
+    from ingest.manifest import Manifest
+    from ingest.pipeline import Ingester
+    from retrieval.search import Retriever
+    from retrieval.store import EdgeStore
+
+    settings = make_settings(tmp_path_factory.mktemp("demo-index"))
+    store = EdgeStore(settings.edge_dir)
+    manifest = Manifest(settings.manifest_path)
+    Ingester(settings, store, manifest, encoder).run([DEMO])
+    manifest.close()
+    yield store, Retriever(settings, store, encoder)
+    store.close()
+
+
 @pytest.fixture
 def settings(tmp_path):
     return make_settings(tmp_path / "attest-data")

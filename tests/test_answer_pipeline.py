@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -23,19 +22,9 @@ from answer.providers import ChatRequest, Message, collect
 from answer.providers.anthropic import AnthropicProvider
 from answer.providers.openai import OpenAIProvider
 from tests.conftest import DEMO, ROOT, make_settings
+from tests.test_api_support import wait_until
 
 FAST_MODEL = "qwen2.5-coder-0.5b"
-
-
-def wait_until(condition, deadline_s: float, what: str, every_s: float = 0.2):
-    """Poll ``condition`` until it is truthy or the deadline passes (no fixed sleeps in tests)."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {deadline_s:.0f} s waiting for {what}")
 
 
 def free_port() -> int:
@@ -52,23 +41,6 @@ def model_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models")
     ensure_model_file(FAST_MODEL, folder)  # joined once from the packages, sha256-verified
     return folder
-
-
-@pytest.fixture(scope="session")
-def demo_index(tmp_path_factory, encoder):
-    """The demo corpus ingested once; (store, retriever)."""
-    from ingest.manifest import Manifest
-    from ingest.pipeline import Ingester
-    from retrieval.search import Retriever
-    from retrieval.store import EdgeStore
-
-    settings = make_settings(tmp_path_factory.mktemp("demo-index"))
-    store = EdgeStore(settings.edge_dir)
-    manifest = Manifest(settings.manifest_path)
-    Ingester(settings, store, manifest, encoder).run([DEMO])
-    manifest.close()
-    yield store, Retriever(settings, store, encoder)
-    store.close()
 
 
 @pytest.fixture(scope="session")

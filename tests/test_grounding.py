@@ -16,7 +16,7 @@ from answer.result import AnswerResult, AnswerSentence, Citation
 from grounding.checks import deterministic_signals, numbers_in
 from grounding.claims import split_claims
 from grounding.decide import Grounder, GroundedAnswer, verify_answer
-from tests.conftest import DEMO, make_settings, run_cli
+from tests.conftest import make_settings, run_cli
 
 REPAIR_Q = "How fast are Care+ priority repairs?"
 BATTERY_Q = "What battery does the Halden K2 use?"
@@ -24,19 +24,8 @@ BATTERY_Q = "What battery does the Halden K2 use?"
 
 # ---- session fixtures ------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def demo_retriever(tmp_path_factory, encoder):
-    from ingest.manifest import Manifest
-    from ingest.pipeline import Ingester
-    from retrieval.search import Retriever
-    from retrieval.store import EdgeStore
-
-    settings = make_settings(tmp_path_factory.mktemp("grounding-index"))
-    store = EdgeStore(settings.edge_dir)
-    manifest = Manifest(settings.manifest_path)
-    Ingester(settings, store, manifest, encoder).run([DEMO])
-    manifest.close()
-    yield Retriever(settings, store, encoder)
-    store.close()
+def demo_retriever(demo_index):
+    return demo_index[1]
 
 
 @pytest.fixture(scope="session")
