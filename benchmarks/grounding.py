@@ -147,25 +147,23 @@ def cross_validate(rows, signals, cv, profile_name, rules=(), folds=None) -> dic
 def _apply(profile, signals, rules):
     """The calibrated score with the scorer's hard rules (grounding/verifier.py): "number" and "term" vetoes,
     "contain" (entailment by containment; 0.99 here, above any threshold the folds may choose)."""
-    from grounding.verifier import VETO_CAP, contained
+    from grounding.verifier import VETO_CAP, contained, veto_reasons
 
     score = profile.score(signals)
-    vetoed = ("number" in rules and signals.get("numbers_missing", 0) > 0) or \
-             ("term" in rules and signals.get("terms_absent_from_sources", 0) > 0)
-    if vetoed:
+    if veto_reasons(signals, "number" in rules, "term" in rules):
         return min(score, VETO_CAP)
     if "contain" in rules and contained(signals):
         return max(score, 0.99)
     return score
 
 
-def with_judge_curve(rows, subset, fast: dict, judge_p: dict, weight: float,
+def with_judge_curve(rows, subset, signals, fast: dict, judge_p: dict, weight: float,
                      bands=(None, 0.1, 0.2, 0.3), risk: str = "low") -> list[dict]:
     """The service's judge step (grounding/verifier.py ``with_judge``) on the judged pairs: the verifier's
-    out-of-fold score (5-fold over all pairs) mixed with the judge's P(supported), for every claim no rule
-    decided (band None) or only those within ``band`` of the fold's low-risk threshold. Nothing is fitted
-    on the judged pairs: the weight is fixed."""
-    from grounding.verifier import VETO_CAP, contained, with_judge
+    out-of-fold score (5-fold over all pairs, number veto and containment) mixed with the judge's
+    P(supported), for every claim no rule decided (band None) or only those within ``band`` of the fold's
+    threshold. Nothing is fitted on the judged pairs: the weight is fixed."""
+    from grounding.verifier import contained, veto_reasons, with_judge
 
     sub_rows = [rows[i] for i in subset]
     out = []
@@ -174,7 +172,7 @@ def with_judge_curve(rows, subset, fast: dict, judge_p: dict, weight: float,
         for i in subset:
             r, score = rows[i], fast["scores"][i]
             t = fast["thresholds"][r["fold"]][risk]
-            decided = score <= VETO_CAP or score >= 0.99  # vetoed, or contained
+            decided = veto_reasons(signals[i], term_veto=False) or contained(signals[i])
             if not decided and (band is None or abs(score - t) <= band):
                 score, asked = with_judge(score, t, judge_p[r["id"]], weight), asked + 1
             scores.append(score)
@@ -336,7 +334,8 @@ def main(argv=None) -> None:
             report["judge"][model] = dict(run["metrics"])
             report["judge"][model]["with_verifier"] = [
                 point for risk in ("low", "high") for point in
-                with_judge_curve(rows, subset, results["verifier+rules"], run["p"], args.judge_weight, risk=risk)]
+                with_judge_curve(rows, subset, signals, results["verifier+rules"], run["p"], args.judge_weight,
+                                 risk=risk)]
             # attest on the same pairs (its 5-fold out-of-fold scores): like against like.
             res = results["verifier+rules"]
             report["judge"][model]["attest_on_same_subset"] = {risk: evaluate(

@@ -49,6 +49,18 @@ def contained(signals: dict) -> bool:
             and not signals.get("number_conflict"))
 
 
+def veto_reasons(signals: dict, number_veto: bool = True, term_veto: bool = True) -> list[str]:
+    """The hard rules a claim's signals break: each one alone makes it unsupported."""
+    reasons = []
+    if number_veto and signals.get("numbers_missing", 0) > 0:
+        reasons.append("number_absent_from_sources")
+    if number_veto and signals.get("unit_mismatch"):
+        reasons.append("quantity_of_another_kind")
+    if term_veto and signals.get("terms_absent_from_sources", 0) > 0:
+        reasons.append("term_absent_from_sources")
+    return reasons
+
+
 @dataclass
 class ScoreItem:
     claim: str
@@ -176,13 +188,7 @@ class ClaimScorer:
         out = []
         for item, signals in zip(items, all_signals):
             score = self._calibrated(signals, risk)
-            vetoes = []
-            if self.number_veto and signals["numbers_missing"] > 0:
-                vetoes.append("number_absent_from_sources")
-            if self.number_veto and signals.get("unit_mismatch"):
-                vetoes.append("quantity_of_another_kind")
-            if self.term_veto and signals["terms_absent_from_sources"] > 0:
-                vetoes.append("term_absent_from_sources")
+            vetoes = veto_reasons(signals, self.number_veto, self.term_veto)
             if vetoes:
                 score = min(score, VETO_CAP)
             elif contained(signals):
@@ -193,13 +199,9 @@ class ClaimScorer:
                         "judge_ms": (t3 - t2) * 1000}
         return out
 
-    def _vetoed(self, signals: dict) -> bool:
-        return (self.number_veto and (signals["numbers_missing"] > 0 or signals.get("unit_mismatch"))) or \
-            (self.term_veto and signals["terms_absent_from_sources"] > 0)
-
     def _ask_judge(self, signals: dict, risk: str) -> bool:
         """Not decided by a rule, and (in the borderline scope) the verifier's score near the threshold."""
-        if self._vetoed(signals) or contained(signals):
+        if veto_reasons(signals, self.number_veto, self.term_veto) or contained(signals):
             return False
         if self.judge_scope == "all":
             return True
