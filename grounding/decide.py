@@ -253,7 +253,7 @@ class Grounder:
 
     def _record(self, result: GroundedAnswer, answer, attempt: int) -> None:
         self.store.record(result.request_id, result.claims, result.decision, result.risk, result.model,
-                          f"{PROMPT_VERSION}+{JUDGE_PROMPT_VERSION}" if self.scorer.judge_for(result.risk)
+                          f"{PROMPT_VERSION}+{JUDGE_PROMPT_VERSION}" if self.scorer.loaded_judge(result.risk)
                           else PROMPT_VERSION,
                           attempt=attempt)
 
@@ -266,6 +266,7 @@ class Grounder:
             return GroundedAnswer(decision="served", text=getattr(answer, "answer", "") or "",
                                   sentences=list(getattr(answer, "sentences", []) or []), confidence=1.0, **base)
         verdicts, timings = self.check_claims(split, passages, risk)
+        base["model"] = self.scorer.model_name(risk)  # now naming the judge if checking the claims loaded it
         failing = [v.claim for v in verdicts if not v.supported]
         indexed = _served_sentences(split, verdicts, passages, answer)
         sentences = [s for _, s in indexed]

@@ -142,11 +142,15 @@ class ClaimScorer:
                                 self.judge_error)
             return self._judge
 
+    def loaded_judge(self, risk: str):
+        """The judge requests of ``risk`` use, if it is loaded already (naming and records never load it)."""
+        return self._judge if risk in self.judge_risks else None
+
     def model_name(self, risk: str = "low") -> str:
         parts = []
         if self.verifier_model is not None:
             parts.append(self.verifier_model.name)
-        judge = self.judge_for(risk)
+        judge = self.loaded_judge(risk)
         if judge is not None:
             parts.append(f"judge:{judge.model}")
         return "+".join(parts) or "checks"
