@@ -468,11 +468,8 @@ class QuestionPath:
 
 
 def _unverified_claims(result: AnswerResult) -> list[ClaimVerdict]:
-    try:
-        from grounding.claims import split_claims
-    except ImportError:
-        return [ClaimVerdict(text=s.text, sentence=i, verdict="unverified",
-                             citations=[c.chunk_id for c in s.citations]) for i, s in enumerate(result.sentences)]
+    from grounding.claims import split_claims
+
     split = split_claims(result)
     return [ClaimVerdict(text=c.text, sentence=c.sentence, verdict="unverified", citations=list(c.chunk_ids))
             for c in split.claims]
