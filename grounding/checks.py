@@ -3,7 +3,8 @@
 Each signal is cheap (microseconds) and explainable, and they cover what small learned verifiers miss:
 - numbers, dates and units: a number in the claim that appears nowhere in the evidence, a *conflict*
   when the evidence gives a different number with the same unit ("3 years" against "2 years"), and a
-  measuring verb whose quantity has a unit of another kind ("weighs 6240 x 4160 pixels");
+  measuring verb whose quantity has a unit of another kind ("weighs 6240 x 4160 pixels"), and an amount in
+  a currency the sources never name while they name another ("149 euros" from a price list in USD);
 - negation: the claim is negated and its best evidence sentence is not, or the other way round;
 - direction words: the claim says "increases" where the evidence says "decreases" (and similar pairs);
 - named entities: capitalised names, acronyms and codes (K2, PPM1D, p53) the evidence never mentions;
@@ -166,6 +167,31 @@ def unit_kind_mismatch(claim: str) -> bool:
     return any(verb.search(claim) and not (kinds & kinds_stated) for verb, kinds in _MEASURE_VERBS)
 
 
+# Currencies by their codes, symbols and names. A bare "dollar" counts as USD; "pound" alone is also a
+# weight, so only "pounds sterling", GBP and the symbol count as GBP.
+_CURRENCIES = {
+    "usd": re.compile(r"(?<![A-Za-z])(?:USD|US\$|dollars?)(?![A-Za-z])|\$", re.I),
+    "eur": re.compile(r"(?<![A-Za-z])(?:EUR|euros?)(?![A-Za-z])|€", re.I),
+    "gbp": re.compile(r"(?<![A-Za-z])(?:GBP|pounds? sterling|sterling)(?![A-Za-z])|£", re.I),
+    "jpy": re.compile(r"(?<![A-Za-z])(?:JPY|yen)(?![A-Za-z])|¥", re.I),
+    "chf": re.compile(r"(?<![A-Za-z])(?:CHF|Swiss francs?)(?![A-Za-z])", re.I),
+}
+
+
+def currencies_in(text: str) -> set[str]:
+    return {code for code, pattern in _CURRENCIES.items() if pattern.search(text)}
+
+
+def currency_mismatch(claim: str, sources: str) -> bool:
+    """The claim states an amount in a currency the sources never name, while they do name another: a price
+    copied from a list in another currency, which no exchange rate in the sources makes true."""
+    stated = currencies_in(claim)
+    if not stated or not _numbers_strict(claim):
+        return False
+    named = currencies_in(sources)
+    return bool(named) and not (stated & named)
+
+
 _SALIENT = re.compile(r"\b(?:[A-Z][a-zA-Z0-9]*[A-Z0-9][a-zA-Z0-9-]*|[a-zA-Z]+\d[a-zA-Z0-9-]*|[A-Z][a-z]{2,}"
                       r"|[a-zA-Z]{2,}(?:-[a-zA-Z0-9]+)+)\b")
 
@@ -254,6 +280,7 @@ def deterministic_signals(claim: str, evidence: list[str], context: str | None =
         "negation_mismatch": negation_mismatch,
         "direction_conflict": float(direction_conflict(claim, joined)) if evidence else 0.0,
         "unit_mismatch": float(unit_kind_mismatch(claim)),
+        "currency_mismatch": float(currency_mismatch(claim, scope)),
         "overlap_best": overlap_best,
         "overlap_evidence": overlap_all,
         "overlap_context": overlap_context,

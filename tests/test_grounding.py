@@ -329,3 +329,25 @@ def test_a_number_given_as_a_quantity_of_another_kind_is_not_served(grounder, hi
     result = grounder.verify(question, answer, hits)
     assert result.decision == "rejected" and result.claims[0].vetoes == ["quantity_of_another_kind"]
     assert_nothing_unsupported_served(result)
+
+
+def test_a_price_in_a_currency_the_sources_never_name_is_not_served(grounder, hits_for):
+    """Seen in a golden run: asked the body's price in euros (unanswerable), the 0.5B took the USD 149 of
+    the Care+ price list; the verifier scored it high, every word of it being in the passages."""
+    from grounding.checks import currency_mismatch
+
+    price_list = "| Plan | Price (USD) |\n|---|---|\n| Care+ for K2 Body | 149 |"
+    assert currency_mismatch("The K2 body costs 149 euros.", price_list)
+    assert currency_mismatch("It costs €149.", price_list)
+    assert not currency_mismatch("Care+ for the K2 body costs USD 149.", price_list)
+    assert not currency_mismatch("Care+ for the K2 body costs $149.", price_list)
+    assert not currency_mismatch("It costs 149 euros.", "Care+ for the K2 body: 149.")  # no currency named
+    assert not currency_mismatch("The price is given in euros.", price_list)  # no amount stated
+    question = "How much does the Halden K2 body cost in euros?"
+    hits = hits_for(question)
+    n = passage_with(hits, "Care+ for K2 Body")
+    answer = make_answer(question, hits, [("The cost of the Halden K2 body is 149 euros.", [n])])
+    result = grounder.verify(question, answer, hits)
+    assert result.decision == "rejected", [(v.claim, v.score, v.vetoes) for v in result.claims]
+    assert "currency_absent_from_sources" in result.claims[0].vetoes
+    assert_nothing_unsupported_served(result)
