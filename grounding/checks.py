@@ -8,7 +8,9 @@ Each signal is cheap (microseconds) and explainable, and they cover what small l
 - negation: the claim is negated and its best evidence sentence is not, or the other way round;
 - direction words: the claim says "increases" where the evidence says "decreases" (and similar pairs);
 - named entities: capitalised names, acronyms and codes (K2, PPM1D, p53) the evidence never mentions;
-- word overlap: the share of the claim's content words (stemmed) found in the evidence.
+- word overlap: the share of the claim's content words (stemmed) found in the evidence;
+- a claim that only restates its question ("Which company makes the sensor?" -> "The company makes the
+  sensor."): true as it may be, it answers nothing.
 
     signals = deterministic_signals(claim, evidence_sentences, passage_texts)
 """
@@ -236,6 +238,20 @@ def overlap(claim: str, evidence: str) -> float:
     if not cw:
         return 1.0
     return len(cw & content_words(evidence)) / len(cw)
+
+
+# A question asking for something (not yes/no): a wh-word within its first few words ("In which ...").
+_WH_QUESTION = re.compile(r"^\W*(?:\w+\W+){0,3}?(what|which|who|whom|whose|when|where|why|how)\b", re.I)
+
+
+def restates_question(claim: str, question: str) -> bool:
+    """Every content word of the claim is one of the question's, and the question asks for something (a
+    wh-question that offers no choices): the claim says back what was asked and adds no answer. Yes/no and
+    either/or questions are answered by words of the question itself, so they never count."""
+    if not _WH_QUESTION.match(question) or re.search(r"\bor\b", question, re.I):
+        return False
+    words = content_words(claim) | numbers_in(claim)  # "1 song" answers "how many songs" (one-character words count)
+    return bool(words) and words <= content_words(question) | numbers_in(question)
 
 
 def deterministic_signals(claim: str, evidence: list[str], context: str | None = None) -> dict[str, float]:

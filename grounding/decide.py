@@ -9,7 +9,9 @@ Per claim (grounding/verifier.py scores; the threshold is the risk level's, from
 1. its cited passages alone are checked first; a claim they support keeps its citations;
 2. otherwise the best sentences of all retrieved passages; a claim supported only by another passage gets
    its citation corrected to that passage (``citation="corrected"``, or ``"added"`` when it cited none);
-3. a claim with no support anywhere is unsupported whatever it cites.
+3. a claim with no support anywhere is unsupported whatever it cites;
+4. a claim that only says a wh-question back ("Which company makes the sensor?" -> "The company makes the
+   sensor.") is failed too (veto ``restates_question``): supported or not, it answers nothing.
 
 Per answer:
 - every claim supported -> ``served``;
@@ -28,6 +30,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
+from grounding.checks import restates_question
 from grounding.claims import SplitAnswer, split_claims
 from grounding.evidence import Evidence, EvidencePool, Passage
 from grounding.judge import PROMPT_VERSION as JUDGE_PROMPT_VERSION, evidence_block
@@ -266,6 +269,11 @@ class Grounder:
             return GroundedAnswer(decision="served", text=getattr(answer, "answer", "") or "",
                                   sentences=list(getattr(answer, "sentences", []) or []), confidence=1.0, **base)
         verdicts, timings = self.check_claims(split, passages, risk)
+        for verdict in verdicts:
+            # Saying the question back is no answer, however well the passages support it.
+            if verdict.supported and restates_question(verdict.claim, question):
+                verdict.supported = False
+                verdict.vetoes = [*verdict.vetoes, "restates_question"]
         base["model"] = self.scorer.model_name(risk)  # now naming the judge if checking the claims loaded it
         failing = [v.claim for v in verdicts if not v.supported]
         indexed = _served_sentences(split, verdicts, passages, answer)
@@ -293,11 +301,13 @@ class Grounder:
 
     def _still_answers(self, question: str, split: SplitAnswer, verdicts: list[ClaimVerdict], bad: set[int]) -> bool:
         """What remains after removing ``bad`` sentences still answers the question: its best match to the
-        question is nearly as close as the whole answer's was (so the removed part was not the answer)."""
+        question is nearly as close as the whole answer's was (so the removed part was not the answer). A
+        claim that restates the question is as close to it as can be, and no answer: it sets no bar."""
         texts = [v.claim for v in verdicts]
         vectors = self.encoder.encode([question] + texts, batch_size=32, threads=self.settings.grounding_threads)
         sims = np.asarray(vectors[1:]) @ np.asarray(vectors[0])
-        whole = float(sims.max())
+        answers = [float(s) for s, v in zip(sims, verdicts) if "restates_question" not in v.vetoes]
+        whole = max(answers) if answers else float(sims.max())
         kept = [float(s) for s, v in zip(sims, verdicts) if v.sentence not in bad]
         if not kept:
             return False
@@ -346,7 +356,8 @@ def _text(sentences) -> str:
 
 def stricter_instruction(failing: list[str]) -> str:
     listed = "\n".join(f"- {c}" for c in failing)
-    return ("Your previous answer contained statements that the passages do not support:\n" + listed +
+    return ("Your previous answer contained statements that the passages do not support, or that do not answer "
+            "the question:\n" + listed +
             "\nAnswer again using only facts stated in the passages. Leave out anything the passages do not "
             "state, and cite the passage that states each sentence. If the passages do not contain the answer, "
             "say \"The documents do not say.\"")

@@ -351,3 +351,35 @@ def test_a_price_in_a_currency_the_sources_never_name_is_not_served(grounder, hi
     assert result.decision == "rejected", [(v.claim, v.score, v.vetoes) for v in result.claims]
     assert "currency_absent_from_sources" in result.claims[0].vetoes
     assert_nothing_unsupported_served(result)
+
+
+def test_a_claim_that_only_says_the_question_back_is_not_served(grounder, hits_for):
+    """Seen in a golden run: asked which company makes the sensor (the documents do not say), the 0.5B wrote
+    "The company manufactures the image sensor in the Halden K2." and the verifier supported it."""
+    from grounding.checks import restates_question
+
+    assert restates_question("The Halden K2 uses a battery.", "What battery does the Halden K2 use?")
+    assert not restates_question("The album has 1 song.", "How many songs were on the album?")
+    assert not restates_question("The HMA-R supports continuous autofocus.",
+                                 "Does the HMA-R mount adapter support continuous autofocus?")  # yes/no
+    assert not restates_question("V90 is recommended.", "Which card class is recommended, V60 or V90?")
+
+    question = "Which company manufactures the image sensor in the Halden K2?"
+    hits = hits_for(question)
+    n = passage_with(hits, "sensor")
+    answer = make_answer(question, hits, [("The company manufactures the image sensor in the Halden K2.", [n])])
+    result = grounder.verify(question, answer, hits)
+    assert result.decision == "rejected", [(v.claim, v.score, v.vetoes) for v in result.claims]
+    assert result.claims[0].vetoes == ["restates_question"]
+
+    # A restating lead-in before the real answer is removed; the answer is served without it.
+    question = "What is the resolution of the Halden K2's electronic viewfinder?"
+    hits = hits_for(question)
+    n = passage_with(hits, "3.69 million dots")
+    answer = make_answer(question, hits, [("The Halden K2 has an electronic viewfinder.", [n]),
+                                          ("Its resolution is 3.69 million dots.", [n])])
+    result = grounder.verify(question, answer, hits)
+    assert result.decision == "repaired", [(v.claim, v.score, v.vetoes) for v in result.claims]
+    assert result.removed_sentences == ["The Halden K2 has an electronic viewfinder."]
+    assert "3.69 million dots" in result.text
+    assert_nothing_unsupported_served(result)
