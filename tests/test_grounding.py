@@ -244,7 +244,7 @@ def test_every_verdict_is_stored(grounding_settings, grounder, hits_for):
     request_id, claim, evidence_ids, signals, score, decision, model, prompt_version = rows[0]
     assert claim == "Care+ extends the total coverage to 4 years." and decision == "served"
     assert hits[n - 1].id in json.loads(evidence_ids) and "verifier_logit" in json.loads(signals)
-    assert 0 <= score <= 1 and model.startswith("minilm-verifier") and prompt_version == "grounding@1"
+    assert 0 <= score <= 1 and model.startswith("minilm-verifier") and prompt_version == "grounding@2"
 
 
 def test_decline_has_no_claims_and_is_served_as_is(grounder, hits_for):
