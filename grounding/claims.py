@@ -10,7 +10,11 @@ Rules, in order:
    ", and" / ", but" / ", while" / ", whereas" when both sides can stand alone (the right side has its own
    verb and at least three words); every part keeps the sentence's citations;
 3. sentences that claim nothing about the world are passed over: "The documents do not say.", "I don't
-   know", questions, and statements about the passages themselves ("The passages do not mention ...").
+   know", questions, and statements about the passages themselves ("The passages do not mention ...");
+4. a fragment that answers the question without restating it ("26.1 megapixels.", "HK2SET.DAT", "Maren
+   Solberg.": short, no verb) is checked together with the question it answers ("How many megapixels does
+   the Halden K3 have? 26.1 megapixels."): alone it says nothing checkable about what was asked, and a
+   one-word answer would otherwise not be checked at all.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ _VERB_CUE = re.compile(
     r"must|should|may|might|shall|needs?|requires?|supports?|uses?|lasts?|takes?|costs?|includes?|offers?|"
     r"covers?|provides?|allows?|adds?|gives?|comes?|works?|runs?|weighs?|holds?|records?|shoots?|charges?|"
     r"increases?|decreases?|reduces?|improves?|causes?|shows?|contains?|ships?)\b", re.I)
+_FRAGMENT_MAX_WORDS = 6
 _CLAUSE_SPLIT = re.compile(r",\s+(?:and|but|while|whereas)\s+|;\s+")
 _MIN_CLAUSE_WORDS = 3
 
@@ -92,6 +97,23 @@ def is_claim(sentence: str) -> bool:
     return not any(p.search(text) for p in _NON_CLAIM)
 
 
+def is_fragment(sentence: str) -> bool:
+    """A short answer without a verb of its own: "26.1 megapixels.", "Czech and Polish.", "HK2SET.DAT"."""
+    words = re.findall(r"[\w$%.-]+", sentence)
+    return 0 < len(words) <= _FRAGMENT_MAX_WORDS and not _VERB_CUE.search(sentence) \
+        and not sentence.strip().endswith("?") and not any(p.search(sentence) for p in _NON_CLAIM)
+
+
+def in_context(sentence: str, question: str) -> str | None:
+    """The claim a fragment makes about the question it answers; None for a sentence that stands alone."""
+    question = " ".join(question.split())
+    if not question or not is_fragment(sentence):
+        return None
+    if question[-1] not in "?.!":
+        question += "?"
+    return f"{question} {sentence.strip()}"
+
+
 def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _segmenter().segment(text) if s.strip()]
 
@@ -125,6 +147,7 @@ def split_claims(answer) -> SplitAnswer:
     """Claims of ``answer``: an ``answer.result.AnswerResult`` (its sentences and citations) or plain text
     whose sentences carry ``[n]`` markers."""
     items: list[tuple[str, list[int], list[str]]] = []
+    question = "" if isinstance(answer, str) else (getattr(answer, "question", "") or "")
     if isinstance(answer, str):
         for sentence in split_sentences(answer):
             items.append((strip_markers(sentence), markers(sentence), []))
@@ -146,6 +169,9 @@ def split_claims(answer) -> SplitAnswer:
             cites.append((list(passages), list(chunk_ids)))
             # Clauses first: "The documents do not say X, but it is Y" still claims Y.
             found = [c for c in split_clauses(sentence) if is_claim(c)]
+            contextual = in_context(sentence, question)
+            if contextual:
+                found = [contextual]
             if not found:
                 skipped.append(sentence)
             for clause in found:

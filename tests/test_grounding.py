@@ -383,3 +383,29 @@ def test_a_claim_that_only_says_the_question_back_is_not_served(grounder, hits_f
     assert result.removed_sentences == ["The Halden K2 has an electronic viewfinder."]
     assert "3.69 million dots" in result.text
     assert_nothing_unsupported_served(result)
+
+
+def test_a_fragment_answer_is_checked_together_with_its_question(grounder, hits_for):
+    """Seen in a golden run: asked about the K3 (which no document covers), the 0.5B answered "26.1
+    megapixels." (the K2's figure), served since the fragment alone is true of the K2; and a one-word
+    answer ("HK2SET.DAT") was never checked at all."""
+    split = split_claims(make_answer("How many megapixels does the Halden K3 have?", [], []).model_copy(
+        update={"sentences": [AnswerSentence(text="26.1 megapixels.", citations=[])]}))
+    assert [c.text for c in split.claims] == ["How many megapixels does the Halden K3 have? 26.1 megapixels."]
+    assert [c.text for c in split_claims("26.1 megapixels [1].").claims] == ["26.1 megapixels."]  # no question
+
+    def check(question: str, fragment: str, must_contain: str):
+        hits = hits_for(question)
+        answer = make_answer(question, hits, [(fragment, [passage_with(hits, must_contain)])])
+        result = grounder.verify(question, answer, hits)
+        assert_nothing_unsupported_served(result)
+        return result
+
+    k3 = check("How many megapixels does the Halden K3 have?", "26.1 megapixels.", "26.1")
+    assert k3.decision == "rejected" and "term_absent_from_sources" in k3.claims[0].vetoes
+    assert check("How many megapixels does the Halden K2 have?", "26.1 megapixels.", "26.1").decision == "served"
+
+    question = "What file does Save/Load Settings create on the memory card?"
+    assert check(question, "HK2SET.DAT", "HK2SET.DAT").decision == "served"
+    made_up = check(question, "HK2CFG.BIN", "HK2SET.DAT")
+    assert made_up.decision == "rejected" and made_up.claims, "a one-word answer must be checked"
