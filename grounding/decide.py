@@ -38,7 +38,7 @@ from grounding.verifier import ClaimScorer, ScoreItem, Scored
 
 Decision = Literal["served", "repaired", "rejected", "queued_for_review"]
 CitationStatus = Literal["ok", "corrected", "added", "unsupported", "none"]
-PROMPT_VERSION = "grounding@2"  # @2: restated questions fail; the retry instruction says so
+PROMPT_VERSION = "grounding@2"  # @2: restated questions fail, fragments are checked with their question
 
 REJECTED_TEXT = ("I could not verify an answer to this question against your documents, so I am not showing one. "
                  "Try rephrasing the question, or check the cited documents directly. (request id {request_id})")
