@@ -89,6 +89,15 @@ def assert_nothing_unsupported_served(result: GroundedAnswer) -> None:
             assert verdict.claim.rstrip(".") not in served, f"served an unsupported claim: {verdict.claim}"
 
 
+def verify_sentences(grounder, hits_for, question: str, sentences: list[tuple[str, str]]) -> GroundedAnswer:
+    """Verify an answer to ``question`` made of (sentence, text of the passage it cites) pairs."""
+    hits = hits_for(question)
+    answer = make_answer(question, hits, [(text, [passage_with(hits, cites)]) for text, cites in sentences])
+    result = grounder.verify(question, answer, hits)
+    assert_nothing_unsupported_served(result)
+    return result
+
+
 # ---- claims and deterministic checks (no model) ------------------------------------------------------------
 def test_claims_keep_citations_split_compound_sentences_and_skip_non_claims():
     split = split_claims("The plan costs USD 199 [1]. The documents do not say. "
@@ -343,14 +352,10 @@ def test_a_price_in_a_currency_the_sources_never_name_is_not_served(grounder, hi
     assert not currency_mismatch("Care+ for the K2 body costs $149.", price_list)
     assert not currency_mismatch("It costs 149 euros.", "Care+ for the K2 body: 149.")  # no currency named
     assert not currency_mismatch("The price is given in euros.", price_list)  # no amount stated
-    question = "How much does the Halden K2 body cost in euros?"
-    hits = hits_for(question)
-    n = passage_with(hits, "Care+ for K2 Body")
-    answer = make_answer(question, hits, [("The cost of the Halden K2 body is 149 euros.", [n])])
-    result = grounder.verify(question, answer, hits)
+    result = verify_sentences(grounder, hits_for, "How much does the Halden K2 body cost in euros?",
+                              [("The cost of the Halden K2 body is 149 euros.", "Care+ for K2 Body")])
     assert result.decision == "rejected", [(v.claim, v.score, v.vetoes) for v in result.claims]
     assert "currency_absent_from_sources" in result.claims[0].vetoes
-    assert_nothing_unsupported_served(result)
 
 
 def test_a_claim_that_only_says_the_question_back_is_not_served(grounder, hits_for):
@@ -364,25 +369,18 @@ def test_a_claim_that_only_says_the_question_back_is_not_served(grounder, hits_f
                                  "Does the HMA-R mount adapter support continuous autofocus?")  # yes/no
     assert not restates_question("V90 is recommended.", "Which card class is recommended, V60 or V90?")
 
-    question = "Which company manufactures the image sensor in the Halden K2?"
-    hits = hits_for(question)
-    n = passage_with(hits, "sensor")
-    answer = make_answer(question, hits, [("The company manufactures the image sensor in the Halden K2.", [n])])
-    result = grounder.verify(question, answer, hits)
+    result = verify_sentences(grounder, hits_for, "Which company manufactures the image sensor in the Halden K2?",
+                              [("The company manufactures the image sensor in the Halden K2.", "sensor")])
     assert result.decision == "rejected", [(v.claim, v.score, v.vetoes) for v in result.claims]
     assert result.claims[0].vetoes == ["restates_question"]
 
     # A restating lead-in before the real answer is removed; the answer is served without it.
-    question = "What is the resolution of the Halden K2's electronic viewfinder?"
-    hits = hits_for(question)
-    n = passage_with(hits, "3.69 million dots")
-    answer = make_answer(question, hits, [("The Halden K2 has an electronic viewfinder.", [n]),
-                                          ("Its resolution is 3.69 million dots.", [n])])
-    result = grounder.verify(question, answer, hits)
+    result = verify_sentences(grounder, hits_for, "What is the resolution of the Halden K2's electronic viewfinder?",
+                              [("The Halden K2 has an electronic viewfinder.", "3.69 million dots"),
+                               ("Its resolution is 3.69 million dots.", "3.69 million dots")])
     assert result.decision == "repaired", [(v.claim, v.score, v.vetoes) for v in result.claims]
     assert result.removed_sentences == ["The Halden K2 has an electronic viewfinder."]
     assert "3.69 million dots" in result.text
-    assert_nothing_unsupported_served(result)
 
 
 def test_a_fragment_answer_is_checked_together_with_its_question(grounder, hits_for):
@@ -394,12 +392,8 @@ def test_a_fragment_answer_is_checked_together_with_its_question(grounder, hits_
     assert [c.text for c in split.claims] == ["How many megapixels does the Halden K3 have? 26.1 megapixels."]
     assert [c.text for c in split_claims("26.1 megapixels [1].").claims] == ["26.1 megapixels."]  # no question
 
-    def check(question: str, fragment: str, must_contain: str):
-        hits = hits_for(question)
-        answer = make_answer(question, hits, [(fragment, [passage_with(hits, must_contain)])])
-        result = grounder.verify(question, answer, hits)
-        assert_nothing_unsupported_served(result)
-        return result
+    def check(question: str, fragment: str, cites: str) -> GroundedAnswer:
+        return verify_sentences(grounder, hits_for, question, [(fragment, cites)])
 
     k3 = check("How many megapixels does the Halden K3 have?", "26.1 megapixels.", "26.1")
     assert k3.decision == "rejected" and "term_absent_from_sources" in k3.claims[0].vetoes
