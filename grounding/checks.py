@@ -4,7 +4,8 @@ Each signal is cheap (microseconds) and explainable, and they cover what small l
 - numbers, dates and units: a number in the claim that appears nowhere in the evidence, a *conflict*
   when the evidence gives a different number with the same unit ("3 years" against "2 years"), and a
   measuring verb whose quantity has a unit of another kind ("weighs 6240 x 4160 pixels"), and an amount in
-  a currency the sources never name while they name another ("149 euros" from a price list in USD);
+  a currency the sources never name while they name another ("149 euros" from a price list in USD), and a
+  quantity whose number the sources state only as quantities of other kinds ("USD 35" from "35 °C");
 - negation: the claim is negated and its best evidence sentence is not, or the other way round;
 - direction words: the claim says "increases" where the evidence says "decreases" (and similar pairs);
 - named entities: capitalised names, acronyms and codes (K2, PPM1D, p53) the evidence never mentions;
@@ -158,6 +159,46 @@ _MEASURE_VERBS = [
 ]
 
 
+_UNIT_KINDS["temperature"] = {"°c", "°f", "celsius", "fahrenheit", "kelvin"}
+_UNIT_AFTER = re.compile(r"\s?(°\s?[CF]\b|%|[a-zA-Z]{1,12})")
+_CURRENCY_BEFORE = re.compile(r"(USD|EUR|GBP|CHF|JPY|US\$|\$|€|£)\s?$")
+
+
+def _kind_of(unit: str) -> str | None:
+    unit = unit.lower().replace(" ", "")
+    if unit in ("us$", "$"):
+        unit = "usd"
+    unit = unit if unit.startswith("°") else _unit_of(unit)
+    return next((kind for kind, units in _UNIT_KINDS.items() if unit in units), None)
+
+
+def _kinds_stated_for(number: str, text: str) -> list[str | None]:
+    """The kind of quantity each occurrence of ``number`` in ``text`` is given as (None: bare or unknown)."""
+    kinds = []
+    for m in _NUM.finditer(text):
+        if _norm_number(m.group()) != number:
+            continue
+        before = _CURRENCY_BEFORE.search(text[max(0, m.start() - 5):m.start()])
+        after = _UNIT_AFTER.match(text, m.end())
+        kinds.append(_kind_of(before.group(1)) if before else _kind_of(after.group(1)) if after else None)
+    return kinds
+
+
+def quantity_kind_conflict(claim: str, sources: str) -> bool:
+    """A quantity of one kind in the claim ("USD 35") whose number the sources give only as quantities of
+    other kinds ("35 °C"): the number is there, the quantity is not. A bare occurrence (a table cell under
+    a "Price (USD)" header) could be anything, so it never counts against the claim."""
+    for unit, values in numbers_with_units(claim).items():
+        kind = _kind_of(unit)
+        if kind is None:
+            continue
+        for value in values:
+            stated = _kinds_stated_for(value, sources)
+            if stated and all(k is not None and k != kind for k in stated):
+                return True
+    return False
+
+
 def unit_kind_mismatch(claim: str) -> bool:
     """The claim measures something with a verb of one kind (weighs, lasts, costs) and gives its quantities
     only in units of other known kinds (pixels, GB, Hz...): true of no document, whatever its numbers."""
@@ -297,6 +338,7 @@ def deterministic_signals(claim: str, evidence: list[str], context: str | None =
         "direction_conflict": float(direction_conflict(claim, joined)) if evidence else 0.0,
         "unit_mismatch": float(unit_kind_mismatch(claim)),
         "currency_mismatch": float(currency_mismatch(claim, scope)),
+        "quantity_kind_conflict": float(quantity_kind_conflict(claim, scope)),
         "overlap_best": overlap_best,
         "overlap_evidence": overlap_all,
         "overlap_context": overlap_context,

@@ -58,6 +58,8 @@ def veto_reasons(signals: dict, number_veto: bool = True, term_veto: bool = True
         reasons.append("quantity_of_another_kind")
     if number_veto and signals.get("currency_mismatch"):
         reasons.append("currency_absent_from_sources")
+    if number_veto and signals.get("quantity_kind_conflict"):
+        reasons.append("number_stated_as_another_quantity")
     if term_veto and signals.get("terms_absent_from_sources", 0) > 0:
         reasons.append("term_absent_from_sources")
     return reasons

@@ -358,6 +358,23 @@ def test_a_price_in_a_currency_the_sources_never_name_is_not_served(grounder, hi
     assert "currency_absent_from_sources" in result.claims[0].vetoes
 
 
+def test_a_number_the_sources_give_only_as_another_quantity_is_not_served(grounder, hits_for):
+    """Seen in a golden run with the 1.5B answering: "The cost of a spare battery for the Halden K2 is USD
+    35." The only 35 in the sources is the charging limit, 35 °C."""
+    from grounding.checks import quantity_kind_conflict
+
+    sources = "Charging only takes place between 5 °C and 35 °C. Each repair has a service fee of USD 79."
+    assert quantity_kind_conflict("A spare battery costs USD 35.", sources)
+    assert quantity_kind_conflict("The warranty lasts 35 months.", sources)
+    assert not quantity_kind_conflict("Each repair costs USD 79.", sources)
+    assert not quantity_kind_conflict("Charging stops above 35 °C.", sources)
+    assert not quantity_kind_conflict("The plan costs USD 149.", "| Plan | Price (USD) |\n| Care+ for K2 Body | 149 |")
+    result = verify_sentences(grounder, hits_for, "How much does a spare battery for the Halden K2 cost?",
+                              [("The cost of a spare battery for the Halden K2 is USD 35.", "35 °C")])
+    assert result.decision == "rejected", [(v.claim, v.score, v.vetoes) for v in result.claims]
+    assert "number_stated_as_another_quantity" in result.claims[0].vetoes
+
+
 def test_a_claim_that_only_says_the_question_back_is_not_served(grounder, hits_for):
     """Seen in a golden run: asked which company makes the sensor (the documents do not say), the 0.5B wrote
     "The company manufactures the image sensor in the Halden K2." and the verifier supported it."""
