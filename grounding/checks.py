@@ -150,6 +150,7 @@ _UNIT_KINDS = {
     "resolution": {"pixel", "px", "dot", "mp", "megapixel"},
     "data": {"kb", "mb", "gb", "tb", "byte", "bit", "mbps", "gbps"},
     "frequency": {"hz", "khz", "mhz", "ghz", "fps"},
+    "temperature": {"°c", "°f", "celsius", "fahrenheit", "kelvin"},
 }
 # A measuring verb and the kinds of quantity it can take ("costs 2 hours of work" is English too).
 _MEASURE_VERBS = [
@@ -159,13 +160,18 @@ _MEASURE_VERBS = [
 ]
 
 
-_UNIT_KINDS["temperature"] = {"°c", "°f", "celsius", "fahrenheit", "kelvin"}
 _UNIT_AFTER = re.compile(r"\s?(°\s?[CF]\b|%|[a-zA-Z]{1,12})")
 _CURRENCY_BEFORE = re.compile(r"(USD|EUR|GBP|CHF|JPY|US\$|\$|€|£)\s?$")
 
 
+# Words after a number that are units only sometimes ("2 in stock", "5 in the box"): no kind.
+_AMBIGUOUS_UNITS = {"in"}
+
+
 def _kind_of(unit: str) -> str | None:
     unit = unit.lower().replace(" ", "")
+    if unit in _AMBIGUOUS_UNITS:
+        return None
     if unit in ("us$", "$"):
         unit = "usd"
     unit = unit if unit.startswith("°") else _unit_of(unit)
