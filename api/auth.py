@@ -92,8 +92,7 @@ class KeyStore:
             self._config.append(_Entry(digest, Principal(
                 key_id="key_" + digest[:12], tenant=spec.tenant, collections=tuple(spec.collections),
                 read_only=tuple(spec.read_only_collections))))
-        self._db: sqlite3.Connection | None = None
-        self._db = open_database(self.settings.database_path, _SCHEMA)
+        self._db: sqlite3.Connection | None = open_database(self.settings.database_path, _SCHEMA)
 
     @property
     def open_mode(self) -> bool:

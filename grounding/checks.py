@@ -126,13 +126,22 @@ def _unit_of(word: str) -> str:
     return _stem(word)
 
 
+# A currency written before its amount ("USD 79", "$49", "EUR 1,200").
+_CURRENCY_CODE = r"(USD|EUR|GBP|CHF|JPY|US\$|\$|€|£)"
+_CURRENCY_BEFORE_NUMBER = re.compile(_CURRENCY_CODE + r"\s?(\d+(?:[.,]\d+)*)")
+_CURRENCY_BEFORE = re.compile(_CURRENCY_CODE + r"\s?$")
+
+
+def _currency_unit(code: str) -> str:
+    return code.lower().replace("us$", "usd").replace("$", "usd")
+
+
 def numbers_with_units(text: str) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for m in _NUM_WITH_UNIT.finditer(text):
         out.setdefault(_unit_of(m.group(2)), set()).add(_norm_number(m.group(1)))
-    # Currencies written before the number ("USD 79", "$49", "EUR 1,200").
-    for m in re.finditer(r"(USD|EUR|GBP|CHF|JPY|US\$|\$|€|£)\s?(\d+(?:[.,]\d+)*)", text):
-        out.setdefault(m.group(1).lower().replace("us$", "usd").replace("$", "usd"), set()).add(_norm_number(m.group(2)))
+    for m in _CURRENCY_BEFORE_NUMBER.finditer(text):
+        out.setdefault(_currency_unit(m.group(1)), set()).add(_norm_number(m.group(2)))
     # Number words with a unit ("two years"): common in generated answers.
     for m in re.finditer(r"\b(" + "|".join(_NUMBER_WORDS) + r")\s+([a-z]{2,12})\b", text.lower()):
         out.setdefault(_unit_of(m.group(2)), set()).add(_NUMBER_WORDS[m.group(1)])
@@ -160,8 +169,8 @@ _MEASURE_VERBS = [
 ]
 
 
+_KIND_OF_UNIT = {unit: kind for kind, units in _UNIT_KINDS.items() for unit in units}
 _UNIT_AFTER = re.compile(r"\s?(°\s?[CF]\b|%|[a-zA-Z]{1,12})")
-_CURRENCY_BEFORE = re.compile(r"(USD|EUR|GBP|CHF|JPY|US\$|\$|€|£)\s?$")
 
 
 # Words after a number that are units only sometimes ("2 in stock", "5 in the box"): no kind.
@@ -172,10 +181,8 @@ def _kind_of(unit: str) -> str | None:
     unit = unit.lower().replace(" ", "")
     if unit in _AMBIGUOUS_UNITS:
         return None
-    if unit in ("us$", "$"):
-        unit = "usd"
-    unit = unit if unit.startswith("°") else _unit_of(unit)
-    return next((kind for kind, units in _UNIT_KINDS.items() if unit in units), None)
+    unit = _currency_unit(unit) if unit in ("us$", "$") else unit if unit.startswith("°") else _unit_of(unit)
+    return _KIND_OF_UNIT.get(unit)
 
 
 def _kinds_stated_for(number: str, text: str) -> list[str | None]:
@@ -208,9 +215,7 @@ def quantity_kind_conflict(claim: str, sources: str) -> bool:
 def unit_kind_mismatch(claim: str) -> bool:
     """The claim measures something with a verb of one kind (weighs, lasts, costs) and gives its quantities
     only in units of other known kinds (pixels, GB, Hz...): true of no document, whatever its numbers."""
-    kinds_stated = set()
-    for unit in numbers_with_units(claim):
-        kinds_stated |= {kind for kind, units in _UNIT_KINDS.items() if unit in units}
+    kinds_stated = {_KIND_OF_UNIT[unit] for unit in numbers_with_units(claim) if unit in _KIND_OF_UNIT}
     if not kinds_stated:
         return False
     return any(verb.search(claim) and not (kinds & kinds_stated) for verb, kinds in _MEASURE_VERBS)
