@@ -7,9 +7,9 @@ working directory, then the defaults below) and passed down; no other module rea
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -44,6 +44,80 @@ class ApiKeySpec(BaseModel):
     tenant: str = Field(min_length=1, max_length=64)
     collections: list[str] = Field(default_factory=list)
     read_only_collections: list[str] = Field(default_factory=list)
+
+
+# ---- the answer providers' settings -------------------------------------------------------------------
+class ProviderSettings(BaseModel):
+    """One answer provider's part of the settings, typed, under short names.
+
+    ``name`` is the provider's name: the one place it is written (the registry in ``answer.providers`` maps
+    it to the provider class, ``answer_providers`` and the HTTP ``provider`` field accept it). The values live in
+    ``Settings`` as the flat fields ``<name>_<field>``, so each stays the environment variable
+    ``ATTEST_<NAME>_<FIELD>`` (and the attest.toml key ``<name>_<field>``) that the README documents; their
+    defaults and limits are declared there, once. ``Settings.provider_settings(name)`` gathers them here.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    name: ClassVar[str]
+
+    first_token_timeout_s: float
+    total_timeout_s: float
+
+    @classmethod
+    def flat_field(cls, field: str) -> str:
+        """The ``Settings`` field (and, upper-cased with ``ATTEST_``, the environment variable) behind ``field``."""
+        return f"{cls.name}_{field}"
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "ProviderSettings":
+        return cls(**{field: getattr(settings, cls.flat_field(field)) for field in cls.model_fields})
+
+
+class LocalSettings(ProviderSettings):
+    """llama.cpp in process: ATTEST_LOCAL_MODEL, ATTEST_LOCAL_STRONG_MODEL, ATTEST_LOCAL_THREADS, ..."""
+
+    name = "local"
+    model: str
+    strong_model: str
+    threads: int
+    ctx: int
+
+
+# How to ask an OpenAI-compatible endpoint for JSON (answer/providers/openai.py).
+OpenAIResponseFormat = Literal["json_schema", "json_object_schema", "json_object", "none"]
+
+
+class OpenAISettings(ProviderSettings):
+    """Any OpenAI-compatible endpoint: ATTEST_OPENAI_BASE_URL, ATTEST_OPENAI_API_KEY, ATTEST_OPENAI_MODEL, ..."""
+
+    name = "openai"
+    base_url: str
+    api_key: SecretStr | None
+    model: str
+    strong_model: str | None
+    response_format: OpenAIResponseFormat
+
+
+class AnthropicSettings(ProviderSettings):
+    """Anthropic's Messages API: ATTEST_ANTHROPIC_BASE_URL, ATTEST_ANTHROPIC_API_KEY, ATTEST_ANTHROPIC_MODEL, ..."""
+
+    name = "anthropic"
+    base_url: str
+    api_key: SecretStr | None
+    model: str
+    strong_model: str | None
+    version: str
+
+
+# Every provider's settings sub-model by provider name, in the order `attest ask --help` lists them.
+PROVIDER_SETTINGS: dict[str, type[ProviderSettings]] = {
+    model.name: model for model in (LocalSettings, OpenAISettings, AnthropicSettings)}
+PROVIDER_NAMES: tuple[str, ...] = tuple(PROVIDER_SETTINGS)
+ProviderName = Literal[PROVIDER_NAMES]  # type: ignore[valid-type]  # built from the names above
+
+
+def unknown_provider(name: str) -> ValueError:
+    return ValueError(f"unknown provider {name!r}: valid providers are {', '.join(PROVIDER_NAMES)}")
 
 
 class Settings(BaseSettings):
@@ -88,7 +162,8 @@ class Settings(BaseSettings):
 
     # ---- answer stage -------------------------------------------------------------------------------
     # Providers tried in order (the fallback chain); each answers with its model for the route's tier.
-    answer_providers: list[Literal["local", "openai", "anthropic"]] = Field(default_factory=lambda: ["local"])
+    # Each provider's own settings below are its flat fields <name>_<field> (see ProviderSettings).
+    answer_providers: list[ProviderName] = Field(default_factory=lambda: ["local"])
     # Local llama.cpp models by registry name (answer/models.py); "strong" serves complex questions.
     local_model: str = "qwen2.5-coder-0.5b"
     local_strong_model: str = "qwen2.5-coder-1.5b"
@@ -105,7 +180,7 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-mini"
     openai_strong_model: str | None = None
     # How to ask for JSON: OpenAI's json_schema, llama.cpp server's json_object + schema, or prompt only.
-    openai_response_format: Literal["json_schema", "json_object_schema", "json_object", "none"] = "json_schema"
+    openai_response_format: OpenAIResponseFormat = "json_schema"
     openai_first_token_timeout_s: float = Field(default=8.0, gt=0)
     openai_total_timeout_s: float = Field(default=30.0, gt=0)
     # Anthropic's Messages API.
@@ -211,6 +286,12 @@ class Settings(BaseSettings):
     # Failing answers go to a review queue (decision queued_for_review) instead of being rejected.
     grounding_review: bool = False
 
+    def provider_settings(self, name: str) -> ProviderSettings:
+        """Provider ``name``'s settings as its sub-model, e.g. ``provider_settings("openai").base_url``."""
+        if name not in PROVIDER_SETTINGS:
+            raise unknown_provider(name)
+        return PROVIDER_SETTINGS[name].from_settings(self)
+
     @property
     def grounding_judge_model_name(self) -> str:
         if self.grounding_judge_model:
@@ -256,3 +337,17 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.model_cache_dir or self.cache_dir / "models"
+
+
+def _check_provider_fields() -> None:
+    """Every field of a provider's sub-model has its flat field in Settings, of the same type (checked once,
+    on import, so that ``from_settings`` cannot miss or mistype one)."""
+    for model in PROVIDER_SETTINGS.values():
+        for field, info in model.model_fields.items():
+            flat = Settings.model_fields.get(model.flat_field(field))
+            if flat is None or flat.annotation != info.annotation:
+                raise TypeError(f"{model.__name__}.{field}: Settings needs the field {model.flat_field(field)}: "
+                                f"{info.annotation}")
+
+
+_check_provider_fields()

@@ -1,5 +1,5 @@
 """The one way attest opens its SQLite database (``<data_dir>/attest.sqlite``), shared by every stage
-that keeps records there (usage ledger, API records, API keys).
+that keeps records there (usage ledger, API records, API keys, grounding verdicts).
 
 The API server writes from several threads while a CLI command may read or write from another process:
 WAL lets readers and one writer work at once, and a busy timeout makes a writer wait for the lock instead

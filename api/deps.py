@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the process's services and settings, the caller (auth), and tenancy checks."""
+"""FastAPI dependencies: the process's services, the caller (auth), and tenancy checks."""
 
 from __future__ import annotations
 
@@ -16,10 +16,6 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API
 
 def get_services(request: Request) -> Services:
     return request.app.state.services
-
-
-def get_settings(services: Services = Depends(get_services)):
-    return services.settings
 
 
 async def authenticate(services: Services = Depends(get_services),

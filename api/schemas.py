@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from answer.providers import ProviderName
 # The answer stage's citation is already the contract's citation: one model serves both.
 from answer.result import Attempt, CacheInfo, TokenCounts
 from answer.result import Citation as CitationOut
@@ -41,7 +42,7 @@ class QueryRequest(BaseModel):
     top_k: int | None = Field(default=None, ge=1, le=100,
                               description="Passages retrieved and given to the model (at most ATTEST_API_MAX_TOP_K).")
     risk: Risk = Field(default="low", description="high: the answer is verified before any of it is sent.")
-    provider: Literal["local", "openai", "anthropic"] | None = Field(
+    provider: ProviderName | None = Field(  # the registered providers (answer.providers.PROVIDER_NAMES)
         default=None, description="Only this provider (default: the configured fallback chain).")
     cache: bool = Field(default=True, description="Read and write the semantic answer cache.")
 

@@ -113,10 +113,6 @@ class VerifierModel:
         return out
 
 
-def verifier_available(folder: Path = VERIFIER_DIR) -> bool:
-    return (folder / "verifier.safetensors").is_file()
-
-
 @lru_cache(maxsize=2)
 def get_verifier_model(folder: str = str(VERIFIER_DIR), threads: int = 2) -> VerifierModel:
     """One loaded verifier per process (and folder)."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
+
+from attest_sqlite import open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS grounding_verdicts (
@@ -34,10 +35,7 @@ CREATE INDEX IF NOT EXISTS grounding_verdicts_request ON grounding_verdicts (req
 
 class VerdictStore:
     def __init__(self, path: Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(SCHEMA)
+        self._conn = open_database(path, SCHEMA)  # WAL, busy timeout, autocommit
         self._lock = threading.Lock()
 
     def record(self, request_id: str, verdicts, decision: str, risk: str, model: str, prompt_version: str,
@@ -46,7 +44,9 @@ class VerdictStore:
         rows = [(now, request_id, attempt, v.claim, v.sentence, json.dumps(v.evidence_ids), json.dumps(v.cited_ids),
                  json.dumps(v.signals, sort_keys=True), v.score, v.threshold, risk, int(v.supported), v.citation,
                  decision, model, prompt_version) for v in verdicts]
+        # One transaction (the connection autocommits otherwise): an answer's verdicts are stored all or none.
         with self._lock, self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
             self._conn.executemany(
                 "INSERT INTO grounding_verdicts (created_at, request_id, attempt, claim, sentence, evidence_ids, "
                 "cited_ids, signals, score, threshold, risk, supported, citation, decision, model, prompt_version) "
@@ -60,4 +60,5 @@ class VerdictStore:
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     def close(self) -> None:
-        self._conn.close()
+        with self._lock:
+            self._conn.close()

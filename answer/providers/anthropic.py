@@ -18,6 +18,7 @@ from answer.providers.base import (
 )
 from answer.providers.http_errors import client_timeout, error_for_status, error_for_transport
 from answer.providers.sse import iter_sse
+from attest_settings import AnthropicSettings
 
 # Error types Anthropic sends inside a 200 stream (``event: error``), by our taxonomy.
 _STREAM_ERRORS = {
@@ -29,27 +30,28 @@ _STREAM_ERRORS = {
 
 
 class AnthropicProvider:
-    name = "anthropic"
+    settings_model = AnthropicSettings
+    name = settings_model.name
 
     def __init__(self, settings, streaming: bool = True, transport: httpx.BaseTransport | None = None):
-        self.settings = settings
+        self.config = self.settings_model.from_settings(settings)
         self.streaming = streaming
-        self.base_url = settings.anthropic_base_url.rstrip("/")
+        self.base_url = self.config.base_url.rstrip("/")
         self._transport = transport
 
     def model_for(self, tier: Tier) -> str:
-        if tier == "strong" and self.settings.anthropic_strong_model:
-            return self.settings.anthropic_strong_model
-        return self.settings.anthropic_model
+        if tier == "strong" and self.config.strong_model:
+            return self.config.strong_model
+        return self.config.model
 
     def count_tokens(self, messages: list[Message], model: str) -> int:
         # An estimate: the exact count needs a round trip (/v1/messages/count_tokens) before every call.
         return sum(estimate_tokens(m.content) + 4 for m in messages) + 3
 
     def _headers(self) -> dict[str, str]:
-        headers = {"content-type": "application/json", "anthropic-version": self.settings.anthropic_version}
-        if self.settings.anthropic_api_key is not None:
-            headers["x-api-key"] = self.settings.anthropic_api_key.get_secret_value()
+        headers = {"content-type": "application/json", "anthropic-version": self.config.version}
+        if self.config.api_key is not None:
+            headers["x-api-key"] = self.config.api_key.get_secret_value()
         return headers
 
     def _body(self, request: ChatRequest, model: str) -> dict:

@@ -16,6 +16,7 @@ from answer.models import ModelWeightsError, ensure_model_file, parts_installed
 from answer.providers.base import (
     ChatRequest, ChatResult, Deadline, Message, ProviderTimeout, Tier, Unavailable, Usage,
 )
+from attest_settings import LocalSettings
 
 # Chat-template tokens per message (Qwen's <|im_start|>role\n ... <|im_end|>\n), plus the reply's header.
 _TEMPLATE_TOKENS_PER_MESSAGE = 5
@@ -60,20 +61,22 @@ def load_model(name: str, models_dir: Path, n_ctx: int = 4096, n_threads: int = 
 
 
 class LocalProvider:
-    name = "local"
+    settings_model = LocalSettings
+    name = settings_model.name
 
     def __init__(self, settings):
         self.settings = settings
+        self.config = self.settings_model.from_settings(settings)
 
     def model_for(self, tier: Tier) -> str:
-        if tier == "strong" and parts_installed(self.settings.local_strong_model):
-            return self.settings.local_strong_model
+        if tier == "strong" and parts_installed(self.config.strong_model):
+            return self.config.strong_model
         # The strong model is optional (its parts may not be installed): the fast one serves both tiers then.
-        return self.settings.local_model
+        return self.config.model
 
     def _model(self, model: str) -> LoadedModel:
         try:
-            return load_model(model, self.settings.models_dir, self.settings.local_ctx, self.settings.local_threads)
+            return load_model(model, self.settings.models_dir, self.config.ctx, self.config.threads)
         except ModelWeightsError as exc:
             raise Unavailable(str(exc), self.name) from exc
 
@@ -89,10 +92,10 @@ class LocalProvider:
             raise ProviderTimeout(f"the local model {model} stayed busy with other requests", self.name)
         try:
             prompt_tokens = self.count_tokens(request.messages, model)
-            if prompt_tokens + request.max_tokens > self.settings.local_ctx:
+            if prompt_tokens + request.max_tokens > self.config.ctx:
                 raise Unavailable(
                     f"prompt of {prompt_tokens} tokens plus {request.max_tokens} to generate exceeds the local "
-                    f"context of {self.settings.local_ctx} tokens", self.name)
+                    f"context of {self.config.ctx} tokens", self.name)
             kwargs = {}
             if request.json_schema is not None:
                 kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}

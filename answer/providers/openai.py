@@ -18,21 +18,23 @@ from answer.providers.base import (
 )
 from answer.providers.http_errors import client_timeout, error_for_status, error_for_transport
 from answer.providers.sse import iter_sse
+from attest_settings import OpenAISettings
 
 
 class OpenAIProvider:
-    name = "openai"
+    settings_model = OpenAISettings
+    name = settings_model.name
 
     def __init__(self, settings, streaming: bool = True, transport: httpx.BaseTransport | None = None):
-        self.settings = settings
+        self.config = self.settings_model.from_settings(settings)
         self.streaming = streaming
-        self.base_url = settings.openai_base_url.rstrip("/")
+        self.base_url = self.config.base_url.rstrip("/")
         self._transport = transport
 
     def model_for(self, tier: Tier) -> str:
-        if tier == "strong" and self.settings.openai_strong_model:
-            return self.settings.openai_strong_model
-        return self.settings.openai_model
+        if tier == "strong" and self.config.strong_model:
+            return self.config.strong_model
+        return self.config.model
 
     def count_tokens(self, messages: list[Message], model: str) -> int:
         # No tokenizer for a remote model is available offline: a conservative estimate (about 3 chars/token).
@@ -40,8 +42,8 @@ class OpenAIProvider:
 
     def _headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json"}
-        if self.settings.openai_api_key is not None:
-            headers["authorization"] = f"Bearer {self.settings.openai_api_key.get_secret_value()}"
+        if self.config.api_key is not None:
+            headers["authorization"] = f"Bearer {self.config.api_key.get_secret_value()}"
         return headers
 
     def _body(self, request: ChatRequest, model: str) -> dict:
@@ -54,7 +56,7 @@ class OpenAIProvider:
         }
         if self.streaming:
             body["stream_options"] = {"include_usage": True}
-        fmt = self.settings.openai_response_format
+        fmt = self.config.response_format
         if request.json_schema is not None and fmt != "none":
             if fmt == "json_schema":
                 body["response_format"] = {"type": "json_schema",
