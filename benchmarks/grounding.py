@@ -147,7 +147,8 @@ def cross_validate(rows, signals, cv, profile_name, rules=(), folds=None) -> dic
 def _apply(profile, signals, rules):
     """The calibrated score with the scorer's hard rules (grounding/verifier.py): "number" and "term" vetoes,
     "contain" (entailment by containment; 0.99 here, above any threshold the folds may choose)."""
-    from grounding.verifier import VETO_CAP, contained, veto_reasons
+    from grounding.checks import contained, veto_reasons
+    from grounding.verifier import VETO_CAP
 
     score = profile.score(signals)
     if veto_reasons(signals, "number" in rules, "term" in rules):
@@ -163,7 +164,8 @@ def with_judge_curve(rows, subset, signals, fast: dict, judge_p: dict, weight: f
     out-of-fold score (5-fold over all pairs, number veto and containment) mixed with the judge's
     P(supported), for every claim no rule decided (band None) or only those within ``band`` of the fold's
     threshold. Nothing is fitted on the judged pairs: the weight is fixed."""
-    from grounding.verifier import contained, veto_reasons, with_judge
+    from grounding.checks import contained, veto_reasons
+    from grounding.verifier import with_judge
 
     sub_rows = [rows[i] for i in subset]
     out = []

@@ -1,26 +1,50 @@
-"""Deterministic signals: what a claim states that its evidence does not, found without a model.
+"""Deterministic checks: what a claim states that its sources do not, found without a model.
 
-Each signal is cheap (microseconds) and explainable, and they cover what small learned verifiers miss:
-- numbers, dates and units: a number in the claim that appears nowhere in the evidence, a *conflict*
-  when the evidence gives a different number with the same unit ("3 years" against "2 years"), and a
-  measuring verb whose quantity has a unit of another kind ("weighs 6240 x 4160 pixels"), and an amount in
-  a currency the sources never name while they name another ("149 euros" from a price list in USD), and a
-  quantity whose number the sources state only as quantities of other kinds ("USD 35" from "35 °C");
-- negation: the claim is negated and its best evidence sentence is not, or the other way round;
-- direction words: the claim says "increases" where the evidence says "decreases" (and similar pairs);
-- named entities: capitalised names, acronyms and codes (K2, PPM1D, p53) the evidence never mentions;
-- word overlap: the share of the claim's content words (stemmed) found in the evidence;
-- a claim that only restates its question ("Which company makes the sensor?" -> "The company makes the
-  sensor."): true as it may be, it answers nothing.
+Each check is cheap (microseconds) and explainable, and together they cover what small learned verifiers
+miss. Every one is a single entry of ``CHECKS``: a name, its kind (a ``feature`` of the calibrated score, or a
+``veto`` that alone makes a claim unsupported and is reported under the check's name), the signals it writes,
+and one function over the parsed claim and its ``Sources``:
+
+  check                              kind     signals
+  number_absent_from_sources         veto     numbers, numbers_missing   (setting: number veto)
+  number_conflict                    feature  number_conflict            "3 years" where the evidence says "2 years"
+  names_absent_from_evidence         feature  names, names_missing, names_missing_frac   (K2, PPM1D, p53)
+  negation_mismatch                  feature  claim_negated, negation_mismatch
+  direction_conflict                 feature  direction_conflict         "increases" against "decreases"
+  quantity_of_another_kind           veto     unit_mismatch              "weighs 6240 x 4160 pixels" (number veto)
+  currency_absent_from_sources       veto     currency_mismatch          "149 euros" from a USD list (number veto)
+  number_stated_as_another_quantity  veto     quantity_kind_conflict     "USD 35" from "35 °C" (number veto)
+  word_overlap                       feature  overlap_best, overlap_evidence, overlap_context
+  term_absent_from_sources           veto     terms_absent_from_sources  needs every retrieved passage (term veto)
+  restates_question                  veto     restates_question          needs the question; always on
+
+A text is parsed once (``Parsed``): its content words (stemmed with BM25's stemmer), numbers, quantities as
+(value, unit, kind) with one number pattern and one currency vocabulary, names and negation. Which checks run
+depends on what the caller has: ``deterministic_signals(claim, evidence, context)`` runs those over the evidence
+and its passages (the calibration's inputs: grounding/training/prepare.py); the scorer (grounding/verifier.py)
+also passes every retrieved passage, which adds the term check; the decision (grounding/decide.py) runs the
+question checks on the claims the scorer supported (``question_vetoes``). ``veto_reasons`` names the vetoes a
+claim's signals fire; ``grounding_number_veto`` / ``grounding_term_veto`` turn off a veto's setting family.
+
+Adding a check: write its function, add one ``Check`` to ``CHECKS``, and a test in tests/test_grounding.py. A
+veto acts at once. A feature moves the score only once a calibration profile lists it and is refitted
+(grounding/calibrate.py ``PROFILE_FEATURES``, benchmarks/grounding.py --write-calibration).
+benchmarks/signals_identity.py shows whether a change moved any signal on SciFact and the demo answers.
 
     signals = deterministic_signals(claim, evidence_sentences, passage_texts)
+    veto_reasons(signals)   # ["number_absent_from_sources", ...]
 """
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from typing import Callable, Literal, Sequence
 
+from retrieval.bm25 import stem
+
+# ---- vocabularies -------------------------------------------------------------------------------------------
 _NUMBER_WORDS = {
     "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
     "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "thirteen": "13", "fourteen": "14",
@@ -29,18 +53,18 @@ _NUMBER_WORDS = {
     "hundred": "100", "thousand": "1000", "million": "1000000", "half": "0.5", "once": "1", "twice": "2",
     "single": "1", "double": "2", "triple": "3", "dozen": "12",
 }
-_NUM = re.compile(r"(?<![\w.])[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.])[-+]?\d+(?:\.\d+)?")
-_NUM_WITH_UNIT = re.compile(
-    r"(?<![\w.])(\d+(?:[.,]\d+)*)\s*(%|percent|per cent|[a-zA-Z]{1,12})")
+# Grounding's own stop words, not BM25's (retrieval/bm25.py): BM25 also drops direction words the checks
+# compare (up, down, above, below) and keeps hedges (may, might, must); the overlap signals were calibrated
+# with this list. Only the stemmer is shared.
+_STOP = frozenset("""a an the of to in on at for and or is are was were be been being it its this that these those
+    with by as from can could do does did has have had how what which when where who why i you your we our they
+    their them he she his her than then there here also into about over under after before between during
+    such may might will would should must shall any all some more most other only same so very just""".split())
 _WORD = re.compile(r"[a-z0-9]+(?:[.'-][a-z0-9]+)*")
 _NEGATION = re.compile(
     r"\b(not|no|never|none|nor|neither|without|cannot|can't|won't|don't|doesn't|didn't|isn't|aren't|wasn't|"
     r"weren't|hasn't|haven't|hadn't|shouldn't|wouldn't|couldn't|fails?|failed|lacks?|lacking|absence|absent|"
     r"unable|unaffected|insufficient|neither)\b", re.I)
-_STOP = frozenset("""a an the of to in on at for and or is are was were be been being it its this that these those
-    with by as from can could do does did has have had how what which when where who why i you your we our they
-    their them he she his her than then there here also into about over under after before between during
-    such may might will would should must shall any all some more most other only same so very just""".split())
 # Direction words: the claim using one while the evidence uses only its opposite is a contradiction cue.
 _OPPOSITES = [
     ("increase", "decrease"), ("increase", "reduce"), ("increase", "lower"), ("higher", "lower"),
@@ -52,22 +76,56 @@ _OPPOSITES = [
     ("allow", "prevent"), ("supported", "unsupported"), ("compatible", "incompatible"), ("longer", "shorter"),
     ("faster", "slower"), ("early", "late"), ("benefit", "harm"), ("risk", "protect"), ("rise", "fall"),
 ]
+_SALIENT = re.compile(r"\b(?:[A-Z][a-zA-Z0-9]*[A-Z0-9][a-zA-Z0-9-]*|[a-zA-Z]+\d[a-zA-Z0-9-]*|[A-Z][a-z]{2,}"
+                      r"|[a-zA-Z]{2,}(?:-[a-zA-Z0-9]+)+)\b")
 
+# One number pattern: digits with thousands commas and a decimal part ("9,999", "1,200.50", "0.5"), signed,
+# not glued to a word or a decimal point before it.
+_NUMBER = re.compile(r"(?<![\w.])([-+]?)(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)")
+# Digits that belong to a name or code, not a quantity: "CTLA-4", "OCT3/4", "A-769662", "3T3", "1.2.3".
+_IN_NAME_BEFORE = re.compile(r"(?:[A-Za-z][-/]|[A-Za-z0-9]/)$")
+_IN_NAME_AFTER = re.compile(r"[A-Za-z]+\d|[.,]?\d")
+# A unit right after a number ("5 kg", "76%", "35 °C", "3 per cent").
+_UNIT_AFTER = re.compile(r"\s?(°\s?[CF]\b|%|per cent|[a-zA-Z]{1,12})")
+# Number words with a unit ("two years"): common in generated answers.
+_SPELLED = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\s+([a-z]{2,12})\b")
 
-@lru_cache(maxsize=1)
-def _stemmer():
-    import snowballstemmer
+# One currency vocabulary: ISO code -> how texts write it (codes and symbols, names as whole words, any case).
+# A bare "dollar" counts as USD; "pound" alone is also a weight, so only "pounds sterling", GBP and £ are GBP.
+CURRENCIES = {
+    "usd": (r"USD|US\$|dollars?", r"\$"),
+    "eur": (r"EUR|euros?", "€"),
+    "gbp": (r"GBP|pounds? sterling|sterling", "£"),
+    "jpy": (r"JPY|yen", "¥"),
+    "chf": (r"CHF|Swiss francs?", ""),
+}
+_CURRENCY = re.compile("|".join(
+    f"(?P<{code}>(?<![A-Za-z])(?:{words})(?![A-Za-z])" + (f"|{signs})" if signs else ")")
+    for code, (words, signs) in CURRENCIES.items()), re.I)
+_CURRENCY_BEFORE = re.compile(f"(?:{_CURRENCY.pattern})\\s?$", re.I)  # "USD 79", "$49", "EUR 1,200"
 
-    return snowballstemmer.stemmer("english")
-
-
-@lru_cache(maxsize=65536)
-def _stem(word: str) -> str:
-    return _stemmer().stemWord(word)
-
-
-def content_words(text: str) -> set[str]:
-    return {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
+# The kinds of quantity, by unit (stemmed). Every currency of CURRENCIES is money too. "in" after a number is
+# a unit only sometimes ("2 in stock", "5 in the box"): it has no kind.
+_UNIT_KINDS = {
+    "mass": {"g", "gram", "kg", "kilogram", "lb", "pound", "oz", "ounc", "mg"},
+    "time": {"s", "sec", "second", "min", "minut", "h", "hr", "hour", "day", "week", "month", "year", "ms",
+             "millisecond"},
+    "money": {"cent"},
+    "length": {"mm", "cm", "m", "km", "inch", "ft", "foot", "feet", "metr", "millimetr", "centimetr"},
+    "resolution": {"pixel", "px", "dot", "mp", "megapixel"},
+    "data": {"kb", "mb", "gb", "tb", "byte", "bit", "mbps", "gbps"},
+    "frequency": {"hz", "khz", "mhz", "ghz", "fps"},
+    "temperature": {"°c", "°f", "celsius", "fahrenheit", "kelvin"},
+}
+_KIND_OF_UNIT = {unit: kind for kind, units in _UNIT_KINDS.items() for unit in units}
+# A measuring verb and the kinds of quantity it can take ("costs 2 hours of work" is English too).
+_MEASURE_VERBS = [
+    (re.compile(r"\b(weighs?|weighing|weighed)\b", re.I), {"mass"}),
+    (re.compile(r"\b(lasts?|lasted|lasting)\b", re.I), {"time"}),
+    (re.compile(r"\b(costs?|costing|priced)\b", re.I), {"money", "time"}),
+]
+# A question asking for something (not yes/no): a wh-word within its first few words ("In which ...").
+_WH_QUESTION = re.compile(r"^\W*(?:\w+\W+){0,3}?(what|which|who|whom|whose|when|where|why|how)\b", re.I)
 
 
 def _norm_number(raw: str) -> str:
@@ -79,28 +137,179 @@ def _norm_number(raw: str) -> str:
     return str(int(number)) if number == int(number) else repr(number)
 
 
-def numbers_in(text: str) -> set[str]:
-    """Numbers a text states, normalised ("1,000" -> "1000", "two" -> "2", "2.50" -> "2.5")."""
-    found = {_norm_number(m.group()) for m in _NUM.finditer(text)}
-    for word in _WORD.findall(text.lower()):
-        if word in _NUMBER_WORDS:
-            found.add(_NUMBER_WORDS[word])
-    return found
+def _currency_code(spelling: str) -> str | None:
+    """The ISO code a currency spelling stands for ("US$" -> "usd", "euros" -> "eur"), None if none."""
+    m = _CURRENCY.fullmatch(spelling)
+    return m.lastgroup if m else None
 
 
-# A quantity, not part of a name or code: "CTLA-4", "A-769662", "OCT3/4", "3T3", "H2A", "fox0" are names.
-_QUANTITY = re.compile(
-    r"(?<![\w.])(?<![A-Za-z][-/])(?<![A-Za-z0-9]/)"
-    r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?![A-Za-z]+\d)(?![.,]?\d)")
+def _unit(word: str) -> str:
+    """A unit as the checks compare it: "%" for percent, "°c", else the stem ("years" -> "year")."""
+    word = word.lower()
+    if word in ("%", "percent", "per cent"):
+        return "%"
+    if word.startswith("°"):
+        return word.replace(" ", "")
+    return stem(word)
 
 
-def _numbers_strict(text: str) -> set[str]:
-    """Quantities in digits (number words like "one" are too often not quantities to count them as claims;
-    digits inside names and codes are not quantities)."""
-    return {_norm_number(m.group()) for m in _QUANTITY.finditer(text)}
+def _kind(unit: str | None) -> str | None:
+    if not unit:
+        return None
+    return _KIND_OF_UNIT.get(unit) or ("money" if _currency_code(unit) else None)
 
 
-def _present(number: str, available: set[str]) -> bool:
+@dataclass(frozen=True)
+class Quantity:
+    """A number as the text states it: ``value`` normalised without its sign ("1,000" -> "1000"),
+    ``signed`` with it, the ``unit`` written after it and the ``currency`` written before it (ISO code),
+    and ``kind`` ("money", "mass", ...; the currency's when both are given, None for bare numbers and units of
+    no known kind). ``in_name``: digits of a name or code rather than a quantity."""
+
+    value: str
+    signed: str
+    unit: str | None = None
+    currency: str | None = None
+    in_name: bool = False
+
+    @property
+    def kind(self) -> str | None:
+        if self.currency:
+            return "money"
+        return _kind(self.unit)
+
+
+class Parsed:
+    """One text, parsed once: everything the checks read of it, each part computed when first read."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    @cached_property
+    def lower(self) -> str:
+        return self.text.lower()
+
+    @cached_property
+    def words(self) -> frozenset[str]:
+        """Content words, stemmed."""
+        return frozenset(stem(w) for w in _WORD.findall(self.lower) if w not in _STOP and len(w) > 1)
+
+    @cached_property
+    def quantities(self) -> tuple[Quantity, ...]:
+        """Every number in digits, with what is written around it."""
+        out = []
+        for m in _NUMBER.finditer(self.text):
+            start, end = m.start(2), m.end()
+            before = _CURRENCY_BEFORE.search(self.text[max(0, m.start() - 5):m.start()])
+            after = _UNIT_AFTER.match(self.text, end)
+            out.append(Quantity(
+                value=_norm_number(m.group(2)), signed=_norm_number(m.group()),
+                unit=_unit(after.group(1)) if after else None,
+                currency=before.lastgroup if before else None,
+                in_name=bool(_IN_NAME_BEFORE.search(self.text[max(0, start - 2):start])
+                             or _IN_NAME_AFTER.match(self.text, end))))
+        return tuple(out)
+
+    @cached_property
+    def spelled(self) -> tuple[Quantity, ...]:
+        """Number words with a unit after them ("two years")."""
+        return tuple(Quantity(_NUMBER_WORDS[m.group(1)], _NUMBER_WORDS[m.group(1)], _unit(m.group(2)))
+                     for m in _SPELLED.finditer(self.lower))
+
+    @cached_property
+    def numbers(self) -> frozenset[str]:
+        """Every number the text states, digits or words ("1,000" -> "1000", "two" -> "2", "2.50" -> "2.5")."""
+        words = {_NUMBER_WORDS[w] for w in _WORD.findall(self.lower) if w in _NUMBER_WORDS}
+        return frozenset({q.signed for q in self.quantities} | words)
+
+    @cached_property
+    def stated_numbers(self) -> frozenset[str]:
+        """Quantities in digits: number words ("one") are too often not quantities to count them as claims,
+        and digits inside names and codes are not quantities."""
+        return frozenset(q.value for q in self.quantities if not q.in_name)
+
+    @cached_property
+    def units(self) -> dict[str, frozenset[str]]:
+        """unit -> the values stated in it ("5 kg" -> {"kg": {"5"}}, "USD 79" -> {"usd": {"79"}}). Degrees
+        ("35 °C") are left out, as before the registry: they count only as what the sources state a number as
+        (``_quantity_kind_conflict``); making them a claim's unit too is a change to measure on its own."""
+        out: dict[str, set[str]] = {}
+        for q in self.quantities + self.spelled:
+            for unit in (q.unit, q.currency):
+                if unit and not unit.startswith("°"):
+                    out.setdefault(unit, set()).add(q.value)
+        return {unit: frozenset(values) for unit, values in out.items()}
+
+    @cached_property
+    def kinds(self) -> frozenset[str]:
+        """The kinds of quantity the text states (of ``units``)."""
+        return frozenset(kind for kind in map(_kind, self.units) if kind)
+
+    @cached_property
+    def currencies(self) -> frozenset[str]:
+        """The currencies the text names, with or without an amount."""
+        return frozenset(m.lastgroup for m in _CURRENCY.finditer(self.text))
+
+    @cached_property
+    def names(self) -> frozenset[str]:
+        """Names, acronyms, codes and compound terms (lower-cased): capitalised words not at the start of the
+        sentence, words with inner capitals or digits (PPM1D, p53, K2), hyphenated terms (lithium-ion)."""
+        out = set()
+        for m in _SALIENT.finditer(self.text):
+            token = m.group()
+            if m.start() == 0 and token[1:].islower() and not any(c.isdigit() for c in token):
+                continue  # an ordinary sentence-initial word
+            if token.lower() not in _STOP:
+                out.add(token.lower())
+        return frozenset(out)
+
+    @cached_property
+    def negated(self) -> bool:
+        return bool(_NEGATION.search(self.text))
+
+
+@lru_cache(maxsize=4096)
+def parse(text: str) -> Parsed:
+    """The parse of ``text``, shared: evidence sentences and passages recur across the claims of an answer."""
+    return Parsed(text)
+
+
+@dataclass
+class Sources:
+    """What a claim is checked against. ``evidence``: its selected sentences (best first or in reading order);
+    ``context``: the text they came from (default: the evidence), for presence checks, so that a number stated
+    elsewhere in a passage is not taken for fabricated; ``passages``: every retrieved passage (the term check;
+    None: not run); ``question``: what was asked (the question checks; None: not run)."""
+
+    evidence: Sequence[str] = ()
+    context: str | None = None
+    passages: str | None = None
+    question: str | None = None
+
+    @cached_property
+    def sentences(self) -> list[Parsed]:
+        return [parse(s) for s in self.evidence]
+
+    @cached_property
+    def joined(self) -> Parsed:
+        return Parsed(" ".join(self.evidence))
+
+    @cached_property
+    def whole(self) -> Parsed:
+        """The context (the evidence when none was given)."""
+        return self.joined if self.context is None else parse(self.context)
+
+    @cached_property
+    def scope(self) -> Parsed:
+        """Evidence and context together: where a stated number or name may be found."""
+        return Parsed(f"{self.joined.text} {self.whole.text}")
+
+    def has(self, need: str) -> bool:
+        return need == "evidence" or getattr(self, need) is not None
+
+
+# ---- the checks ---------------------------------------------------------------------------------------------
+def _present(number: str, available: frozenset[str]) -> bool:
     """Exact, or the evidence's figure rounds to the claim's whole number ("76%" against "76.3%")."""
     if number in available:
         return True
@@ -119,164 +328,58 @@ def _present(number: str, available: set[str]) -> bool:
     return False
 
 
-def _unit_of(word: str) -> str:
-    word = word.lower()
-    if word in ("%", "percent", "per cent"):
-        return "%"
-    return _stem(word)
+def _missing_numbers(claim: Parsed, src: Sources) -> set[str]:
+    return {n for n in claim.stated_numbers if not _present(n, src.scope.numbers)}
 
 
-# A currency written before its amount ("USD 79", "$49", "EUR 1,200").
-_CURRENCY_CODE = r"(USD|EUR|GBP|CHF|JPY|US\$|\$|€|£)"
-_CURRENCY_BEFORE_NUMBER = re.compile(_CURRENCY_CODE + r"\s?(\d+(?:[.,]\d+)*)")
-_CURRENCY_BEFORE = re.compile(_CURRENCY_CODE + r"\s?$")
+def _numbers_absent(claim: Parsed, src: Sources) -> tuple[float, float]:
+    """A number the claim states that neither its evidence nor the passages contain."""
+    return float(len(claim.stated_numbers)), float(len(_missing_numbers(claim, src)))
 
 
-def _currency_unit(code: str) -> str:
-    return code.lower().replace("us$", "usd").replace("$", "usd")
+def _number_conflict(claim: Parsed, src: Sources) -> float:
+    """A missing number whose unit the evidence gives with other values ("3 years" against "2 years")."""
+    missing = _missing_numbers(claim, src)
+    if missing:
+        stated = src.scope.units
+        for unit, values in claim.units.items():
+            if values & missing and unit in stated and not (stated[unit] & values):
+                return 1.0
+    return 0.0
 
 
-def numbers_with_units(text: str) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for m in _NUM_WITH_UNIT.finditer(text):
-        out.setdefault(_unit_of(m.group(2)), set()).add(_norm_number(m.group(1)))
-    for m in _CURRENCY_BEFORE_NUMBER.finditer(text):
-        out.setdefault(_currency_unit(m.group(1)), set()).add(_norm_number(m.group(2)))
-    # Number words with a unit ("two years"): common in generated answers.
-    for m in re.finditer(r"\b(" + "|".join(_NUMBER_WORDS) + r")\s+([a-z]{2,12})\b", text.lower()):
-        out.setdefault(_unit_of(m.group(2)), set()).add(_NUMBER_WORDS[m.group(1)])
-    return out
+def _names_absent(claim: Parsed, src: Sources) -> tuple[float, float, float]:
+    """Names, acronyms and codes the claim uses that its evidence and passages never mention."""
+    missing = [t for t in claim.names if t not in src.scope.lower]
+    return float(len(claim.names)), float(len(missing)), len(missing) / len(claim.names) if claim.names else 0.0
 
 
-# What a measuring verb says a number is, and the units of each kind: "weighs 6240 x 4160 pixels" states a
-# number the passages do contain, as a quantity they never give it as.
-_UNIT_KINDS = {
-    "mass": {"g", "gram", "kg", "kilogram", "lb", "pound", "oz", "ounc", "mg"},
-    "time": {"s", "sec", "second", "min", "minut", "h", "hr", "hour", "day", "week", "month", "year", "ms",
-             "millisecond"},
-    "money": {"usd", "eur", "gbp", "chf", "jpy", "dollar", "euro", "cent"},
-    "length": {"mm", "cm", "m", "km", "inch", "in", "ft", "foot", "feet", "metr", "millimetr", "centimetr"},
-    "resolution": {"pixel", "px", "dot", "mp", "megapixel"},
-    "data": {"kb", "mb", "gb", "tb", "byte", "bit", "mbps", "gbps"},
-    "frequency": {"hz", "khz", "mhz", "ghz", "fps"},
-    "temperature": {"°c", "°f", "celsius", "fahrenheit", "kelvin"},
-}
-# A measuring verb and the kinds of quantity it can take ("costs 2 hours of work" is English too).
-_MEASURE_VERBS = [
-    (re.compile(r"\b(weighs?|weighing|weighed)\b", re.I), {"mass"}),
-    (re.compile(r"\b(lasts?|lasted|lasting)\b", re.I), {"time"}),
-    (re.compile(r"\b(costs?|costing|priced)\b", re.I), {"money", "time"}),
-]
+def _overlap(claim: Parsed, text: Parsed) -> float:
+    """Share of the claim's content words present in ``text``."""
+    if not claim.words:
+        return 1.0
+    return len(claim.words & text.words) / len(claim.words)
 
 
-_KIND_OF_UNIT = {unit: kind for kind, units in _UNIT_KINDS.items() for unit in units}
-_UNIT_AFTER = re.compile(r"\s?(°\s?[CF]\b|%|[a-zA-Z]{1,12})")
+def _best_sentence(claim: Parsed, src: Sources) -> Parsed | None:
+    return max(src.sentences, key=lambda s: _overlap(claim, s)) if src.sentences else None
 
 
-# Words after a number that are units only sometimes ("2 in stock", "5 in the box"): no kind.
-_AMBIGUOUS_UNITS = {"in"}
+def _negation(claim: Parsed, src: Sources) -> tuple[float, float]:
+    """The claim is negated and its best evidence sentence is not, or the other way round."""
+    best = _best_sentence(claim, src)
+    return float(claim.negated), float(claim.negated != best.negated) if best else 0.0
 
 
-def _kind_of(unit: str) -> str | None:
-    unit = unit.lower().replace(" ", "")
-    if unit in _AMBIGUOUS_UNITS:
-        return None
-    unit = _currency_unit(unit) if unit in ("us$", "$") else unit if unit.startswith("°") else _unit_of(unit)
-    return _KIND_OF_UNIT.get(unit)
+@lru_cache(maxsize=1)
+def _opposite_stems() -> list[tuple[str, str]]:
+    return [(stem(a), stem(b)) for a, b in _OPPOSITES]
 
 
-def _kinds_stated_for(number: str, text: str) -> list[str | None]:
-    """The kind of quantity each occurrence of ``number`` in ``text`` is given as (None: bare or unknown)."""
-    kinds = []
-    for m in _NUM.finditer(text):
-        if _norm_number(m.group()) != number:
-            continue
-        before = _CURRENCY_BEFORE.search(text[max(0, m.start() - 5):m.start()])
-        after = _UNIT_AFTER.match(text, m.end())
-        kinds.append(_kind_of(before.group(1)) if before else _kind_of(after.group(1)) if after else None)
-    return kinds
-
-
-def quantity_kind_conflict(claim: str, sources: str) -> bool:
-    """A quantity of one kind in the claim ("USD 35") whose number the sources give only as quantities of
-    other kinds ("35 °C"): the number is there, the quantity is not. A bare occurrence (a table cell under
-    a "Price (USD)" header) could be anything, so it never counts against the claim."""
-    for unit, values in numbers_with_units(claim).items():
-        kind = _kind_of(unit)
-        if kind is None:
-            continue
-        for value in values:
-            stated = _kinds_stated_for(value, sources)
-            if stated and all(k is not None and k != kind for k in stated):
-                return True
-    return False
-
-
-def unit_kind_mismatch(claim: str) -> bool:
-    """The claim measures something with a verb of one kind (weighs, lasts, costs) and gives its quantities
-    only in units of other known kinds (pixels, GB, Hz...): true of no document, whatever its numbers."""
-    kinds_stated = {_KIND_OF_UNIT[unit] for unit in numbers_with_units(claim) if unit in _KIND_OF_UNIT}
-    if not kinds_stated:
-        return False
-    return any(verb.search(claim) and not (kinds & kinds_stated) for verb, kinds in _MEASURE_VERBS)
-
-
-# Currencies by their codes, symbols and names. A bare "dollar" counts as USD; "pound" alone is also a
-# weight, so only "pounds sterling", GBP and the symbol count as GBP.
-_CURRENCIES = {
-    "usd": re.compile(r"(?<![A-Za-z])(?:USD|US\$|dollars?)(?![A-Za-z])|\$", re.I),
-    "eur": re.compile(r"(?<![A-Za-z])(?:EUR|euros?)(?![A-Za-z])|€", re.I),
-    "gbp": re.compile(r"(?<![A-Za-z])(?:GBP|pounds? sterling|sterling)(?![A-Za-z])|£", re.I),
-    "jpy": re.compile(r"(?<![A-Za-z])(?:JPY|yen)(?![A-Za-z])|¥", re.I),
-    "chf": re.compile(r"(?<![A-Za-z])(?:CHF|Swiss francs?)(?![A-Za-z])", re.I),
-}
-
-
-def currencies_in(text: str) -> set[str]:
-    return {code for code, pattern in _CURRENCIES.items() if pattern.search(text)}
-
-
-def currency_mismatch(claim: str, sources: str) -> bool:
-    """The claim states an amount in a currency the sources never name, while they do name another: a price
-    copied from a list in another currency, which no exchange rate in the sources makes true."""
-    stated = currencies_in(claim)
-    if not stated or not _numbers_strict(claim):
-        return False
-    named = currencies_in(sources)
-    return bool(named) and not (stated & named)
-
-
-_SALIENT = re.compile(r"\b(?:[A-Z][a-zA-Z0-9]*[A-Z0-9][a-zA-Z0-9-]*|[a-zA-Z]+\d[a-zA-Z0-9-]*|[A-Z][a-z]{2,}"
-                      r"|[a-zA-Z]{2,}(?:-[a-zA-Z0-9]+)+)\b")
-
-
-def salient_tokens(text: str) -> set[str]:
-    """Names, acronyms, codes and compound terms (lower-cased): capitalised words not at the start of the
-    sentence, words with inner capitals or digits (PPM1D, p53, K2), hyphenated terms (lithium-ion)."""
-    out = set()
-    for m in _SALIENT.finditer(text):
-        token = m.group()
-        if m.start() == 0 and token[1:].islower() and not any(c.isdigit() for c in token):
-            continue  # an ordinary sentence-initial word
-        if token.lower() in _STOP:
-            continue
-        out.add(token.lower())
-    return out
-
-
-def is_negated(text: str) -> bool:
-    return bool(_NEGATION.search(text))
-
-
-def _direction_words(words: set[str]) -> set[tuple[str, str]]:
-    return {(a, b) for a, b in _OPPOSITES if _stem(a) in words or _stem(b) in words}
-
-
-def direction_conflict(claim: str, evidence: str) -> bool:
+def _direction_conflict(claim: Parsed, evidence: Parsed) -> bool:
     """The claim uses a direction word whose opposite the evidence uses, and the evidence never uses it."""
-    cw, ew = content_words(claim), content_words(evidence)
-    for a, b in _OPPOSITES:
-        sa, sb = _stem(a), _stem(b)
+    cw, ew = claim.words, evidence.words
+    for sa, sb in _opposite_stems():
         if sa in cw and sb not in cw and sb in ew and sa not in ew:
             return True
         if sb in cw and sa not in cw and sa in ew and sb not in ew:
@@ -284,73 +387,189 @@ def direction_conflict(claim: str, evidence: str) -> bool:
     return False
 
 
-def overlap(claim: str, evidence: str) -> float:
-    """Share of the claim's content words (stemmed) present in the evidence."""
-    cw = content_words(claim)
-    if not cw:
-        return 1.0
-    return len(cw & content_words(evidence)) / len(cw)
+def _direction(claim: Parsed, src: Sources) -> float:
+    return float(_direction_conflict(claim, src.joined)) if src.evidence else 0.0
 
 
-# A question asking for something (not yes/no): a wh-word within its first few words ("In which ...").
-_WH_QUESTION = re.compile(r"^\W*(?:\w+\W+){0,3}?(what|which|who|whom|whose|when|where|why|how)\b", re.I)
+def _unit_kind_mismatch(claim: Parsed, src: Sources | None = None) -> float:
+    """The claim measures something with a verb of one kind (weighs, lasts, costs) and gives its quantities
+    only in units of other known kinds (pixels, GB, Hz...): true of no document, whatever its numbers."""
+    if not claim.kinds:
+        return 0.0
+    return float(any(verb.search(claim.text) and not (kinds & claim.kinds) for verb, kinds in _MEASURE_VERBS))
 
 
-def restates_question(claim: str, question: str) -> bool:
+def _currency_mismatch(claim: Parsed, sources: Parsed) -> bool:
+    """The claim states an amount in a currency the sources never name, while they do name another: a price
+    copied from a list in another currency, which no exchange rate in the sources makes true."""
+    if not claim.currencies or not claim.stated_numbers:
+        return False
+    return bool(sources.currencies) and not (claim.currencies & sources.currencies)
+
+
+def _quantity_kind_conflict(claim: Parsed, sources: Parsed) -> bool:
+    """A quantity of one kind in the claim ("USD 35") whose number the sources give only as quantities of
+    other kinds ("35 °C"): the number is there, the quantity is not. A bare occurrence (a table cell under
+    a "Price (USD)" header) could be anything, so it never counts against the claim."""
+    for unit, values in claim.units.items():
+        kind = _kind(unit)
+        if kind is None:
+            continue
+        for value in values:
+            stated = [q.kind for q in sources.quantities if q.signed == value]
+            if stated and all(k is not None and k != kind for k in stated):
+                return True
+    return False
+
+
+def _word_overlap(claim: Parsed, src: Sources) -> tuple[float, float, float]:
+    """Share of the claim's content words in its best evidence sentence, in all of it, and in the context."""
+    best = _best_sentence(claim, src)
+    return (_overlap(claim, best) if best else 0.0, _overlap(claim, src.joined) if src.evidence else 0.0,
+            _overlap(claim, src.whole) if src.whole.text else 0.0)
+
+
+def _currency_absent(claim: Parsed, src: Sources) -> float:
+    return float(_currency_mismatch(claim, src.scope))
+
+
+def _another_quantity(claim: Parsed, src: Sources) -> float:
+    return float(_quantity_kind_conflict(claim, src.scope))
+
+
+def _terms_absent(claim: Parsed, src: Sources) -> float:
+    """A name, code or compound term (lithium-ion, HK2-100) that no retrieved passage contains: an answer
+    built from the passages has no business naming it."""
+    passages = parse(src.passages).lower
+    return float(sum(1 for t in claim.names if t not in passages))
+
+
+def _restates(claim: Parsed, question: Parsed) -> bool:
     """Every content word of the claim is one of the question's, and the question asks for something (a
     wh-question that offers no choices): the claim says back what was asked and adds no answer. Yes/no and
     either/or questions are answered by words of the question itself, so they never count."""
-    if not _WH_QUESTION.match(question) or re.search(r"\bor\b", question, re.I):
+    if not _WH_QUESTION.match(question.text) or re.search(r"\bor\b", question.text, re.I):
         return False
-    words = content_words(claim) | numbers_in(claim)  # "1 song" answers "how many songs" (one-character words count)
-    return bool(words) and words <= content_words(question) | numbers_in(question)
+    words = claim.words | claim.numbers  # "1 song" answers "how many songs" (one-character words count)
+    return bool(words) and words <= question.words | question.numbers
 
 
-def deterministic_signals(claim: str, evidence: list[str], context: str | None = None) -> dict[str, float]:
+def _restates_question(claim: Parsed, src: Sources) -> float:
+    return float(_restates(claim, parse(src.question)))
+
+
+@dataclass(frozen=True)
+class Check:
+    """One deterministic check. ``run`` returns its signals' values (one number, or a tuple in the order of
+    ``signals``). A veto fires when its ``fires_on`` signal (default: its only one) is above 0 and its
+    ``setting`` family is on ("number": grounding_number_veto, "term": grounding_term_veto, None: always);
+    ``needs`` names the input beyond the evidence it reads ("passages", "question"): without it, it is not run."""
+
+    name: str
+    kind: Literal["feature", "veto"]
+    signals: tuple[str, ...]
+    run: Callable[[Parsed, Sources], float | tuple[float, ...]]
+    setting: Literal["number", "term"] | None = None
+    needs: Literal["evidence", "passages", "question"] = "evidence"
+    fires_on: str = ""
+
+    @property
+    def trigger(self) -> str:
+        return self.fires_on or self.signals[0]
+
+
+CHECKS: list[Check] = [
+    Check("number_absent_from_sources", "veto", ("numbers", "numbers_missing"), _numbers_absent,
+          setting="number", fires_on="numbers_missing"),
+    Check("number_conflict", "feature", ("number_conflict",), _number_conflict),
+    Check("names_absent_from_evidence", "feature", ("names", "names_missing", "names_missing_frac"), _names_absent),
+    Check("negation_mismatch", "feature", ("claim_negated", "negation_mismatch"), _negation),
+    Check("direction_conflict", "feature", ("direction_conflict",), _direction),
+    Check("quantity_of_another_kind", "veto", ("unit_mismatch",), _unit_kind_mismatch, setting="number"),
+    Check("currency_absent_from_sources", "veto", ("currency_mismatch",), _currency_absent, setting="number"),
+    Check("number_stated_as_another_quantity", "veto", ("quantity_kind_conflict",), _another_quantity,
+          setting="number"),
+    Check("word_overlap", "feature", ("overlap_best", "overlap_evidence", "overlap_context"), _word_overlap),
+    Check("term_absent_from_sources", "veto", ("terms_absent_from_sources",), _terms_absent,
+          setting="term", needs="passages"),
+    Check("restates_question", "veto", ("restates_question",), _restates_question, needs="question"),
+]
+VETOES = [check for check in CHECKS if check.kind == "veto"]
+
+
+def run_checks(claim: str, sources: Sources, needs=("evidence", "passages", "question")) -> dict[str, float]:
+    """The signals of the checks that need one of ``needs`` and whose inputs ``sources`` has, in registry order."""
+    parsed = parse(claim)
+    out: dict[str, float] = {}
+    for check in CHECKS:
+        if check.needs in needs and sources.has(check.needs):
+            values = check.run(parsed, sources)
+            out.update(zip(check.signals, values if isinstance(values, tuple) else (values,)))
+    return out
+
+
+def deterministic_signals(claim: str, evidence: list[str], context: str | None = None,
+                          passages: str | None = None) -> dict[str, float]:
     """Signals for one claim. ``evidence``: its selected sentences (best first or in reading order);
     ``context``: the full text the evidence came from (the passages), used for presence checks so a
-    number stated elsewhere in a passage does not count as fabricated."""
-    joined = " ".join(evidence)
-    context = context if context is not None else joined
-    scope = f"{joined} {context}"
-    scope_numbers = numbers_in(scope)
+    number stated elsewhere in a passage does not count as fabricated; ``passages``: every retrieved
+    passage, which adds the term check."""
+    return run_checks(claim, Sources(evidence, context, passages))
 
-    claim_numbers = _numbers_strict(claim)
-    missing = {n for n in claim_numbers if not _present(n, scope_numbers)}
-    conflict = 0.0
-    if missing:
-        claim_units = numbers_with_units(claim)
-        evidence_units = numbers_with_units(scope)
-        for unit, values in claim_units.items():
-            if values & missing and unit in evidence_units and not (evidence_units[unit] & values):
-                conflict = 1.0
-                break
 
-    claim_names = salient_tokens(claim)
-    scope_lower = scope.lower()
-    names_missing = [t for t in claim_names if t not in scope_lower]
+def veto_reasons(signals: dict, number_veto: bool = True, term_veto: bool = True) -> list[str]:
+    """The vetoes a claim's signals fire, in registry order: each one alone makes it unsupported."""
+    on = {"number": number_veto, "term": term_veto, None: True}
+    return [check.name for check in VETOES if on[check.setting] and signals.get(check.trigger, 0) > 0]
 
-    best = max(evidence, key=lambda s: overlap(claim, s)) if evidence else ""
-    claim_negated = is_negated(claim)
-    negation_mismatch = float(claim_negated != is_negated(best)) if evidence else 0.0
-    overlap_best = overlap(claim, best) if evidence else 0.0
-    overlap_all = overlap(claim, joined) if evidence else 0.0
-    overlap_context = overlap(claim, context) if context else 0.0
 
-    return {
-        "numbers": float(len(claim_numbers)),
-        "numbers_missing": float(len(missing)),
-        "number_conflict": conflict,
-        "names": float(len(claim_names)),
-        "names_missing": float(len(names_missing)),
-        "names_missing_frac": len(names_missing) / len(claim_names) if claim_names else 0.0,
-        "claim_negated": float(claim_negated),
-        "negation_mismatch": negation_mismatch,
-        "direction_conflict": float(direction_conflict(claim, joined)) if evidence else 0.0,
-        "unit_mismatch": float(unit_kind_mismatch(claim)),
-        "currency_mismatch": float(currency_mismatch(claim, scope)),
-        "quantity_kind_conflict": float(quantity_kind_conflict(claim, scope)),
-        "overlap_best": overlap_best,
-        "overlap_evidence": overlap_all,
-        "overlap_context": overlap_context,
-    }
+def question_vetoes(claim: str, question: str) -> list[str]:
+    """The vetoes of the checks that need the question (a claim that only says the question back)."""
+    return veto_reasons(run_checks(claim, Sources(question=question), needs=("question",)))
+
+
+def contained(signals: dict) -> bool:
+    """Entailment by containment: every content word of the claim is in one evidence sentence, and nothing
+    contradicts it (negation, direction, numbers). On SciFact this fired on 14 of 868 pairs, all supported."""
+    return (signals.get("overlap_best", 0.0) >= 0.999 and not signals.get("negation_mismatch")
+            and not signals.get("direction_conflict") and not signals.get("numbers_missing")
+            and not signals.get("number_conflict"))
+
+
+# ---- the checks one text at a time (evidence selection, tests) ----------------------------------------------
+def content_words(text: str) -> set[str]:
+    return set(parse(text).words)
+
+
+def numbers_in(text: str) -> set[str]:
+    """Numbers a text states, normalised ("1,000" -> "1000", "two" -> "2", "2.50" -> "2.5")."""
+    return set(parse(text).numbers)
+
+
+def numbers_with_units(text: str) -> dict[str, set[str]]:
+    return {unit: set(values) for unit, values in parse(text).units.items()}
+
+
+def currencies_in(text: str) -> set[str]:
+    return set(parse(text).currencies)
+
+
+def salient_tokens(text: str) -> set[str]:
+    """Names, acronyms, codes and compound terms (lower-cased): see ``Parsed.names``."""
+    return set(parse(text).names)
+
+
+def unit_kind_mismatch(claim: str) -> bool:
+    return bool(_unit_kind_mismatch(parse(claim)))
+
+
+def currency_mismatch(claim: str, sources: str) -> bool:
+    return _currency_mismatch(parse(claim), parse(sources))
+
+
+def quantity_kind_conflict(claim: str, sources: str) -> bool:
+    return _quantity_kind_conflict(parse(claim), parse(sources))
+
+
+def restates_question(claim: str, question: str) -> bool:
+    return _restates(parse(claim), parse(question))

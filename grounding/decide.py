@@ -30,7 +30,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from grounding.checks import restates_question
+from grounding.checks import question_vetoes
 from grounding.claims import SplitAnswer, split_claims
 from grounding.evidence import Evidence, EvidencePool, Passage
 from grounding.judge import PROMPT_VERSION as JUDGE_PROMPT_VERSION, evidence_block
@@ -270,10 +270,11 @@ class Grounder:
                                   sentences=list(getattr(answer, "sentences", []) or []), confidence=1.0, **base)
         verdicts, timings = self.check_claims(split, passages, risk)
         for verdict in verdicts:
-            # Saying the question back is no answer, however well the passages support it.
-            if verdict.supported and restates_question(verdict.claim, question):
+            # The question checks (saying the question back is no answer, however well the passages support it).
+            late = question_vetoes(verdict.claim, question) if verdict.supported else []
+            if late:
                 verdict.supported = False
-                verdict.vetoes = [*verdict.vetoes, "restates_question"]
+                verdict.vetoes = [*verdict.vetoes, *late]
         base["model"] = self.scorer.model_name(risk)  # now naming the judge if checking the claims loaded it
         failing = [v.claim for v in verdicts if not v.supported]
         indexed = _served_sentences(split, verdicts, passages, answer)

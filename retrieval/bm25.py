@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -25,7 +26,8 @@ import snowballstemmer
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 # The usual English stop-word list (Lucene's and NLTK's, merged), without negations: "not" and "no"
-# carry meaning that a grounding check or a query may need.
+# carry meaning that a grounding check or a query may need. Grounding keeps a list of its own (it compares
+# direction words this one drops, such as up/down and above/below); the stemmer below is shared.
 STOP_WORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before being
     below between both but by can could did do does doing down during each few for from further had
@@ -37,11 +39,15 @@ STOP_WORDS = frozenset(
 )
 
 _stemmer = snowballstemmer.stemmer("english")
+_stemmer_lock = threading.Lock()
 
 
 @lru_cache(maxsize=200_000)
-def _stem(word: str) -> str:
-    return _stemmer.stemWord(word)
+def stem(word: str) -> str:
+    """Snowball English (Porter2), shared with grounding's content words (grounding/checks.py) so that both
+    reduce a word alike. The stemmer holds the word it works on, so threads take turns (only on cache misses)."""
+    with _stemmer_lock:
+        return _stemmer.stemWord(word)
 
 
 def tokenize(text: str) -> list[str]:
@@ -50,7 +56,7 @@ def tokenize(text: str) -> list[str]:
     for word in _WORD.findall(text.lower()):
         if word in STOP_WORDS or (len(word) == 1 and not word.isdigit()):
             continue
-        tokens.append(_stem(word))
+        tokens.append(stem(word))
     return tokens
 
 

@@ -128,6 +128,73 @@ def test_negation_mismatch_is_flagged():
     assert deterministic_signals("Care+ can be transferred to a new owner.", evidence)["negation_mismatch"] == 0
 
 
+# A claim and sources each veto check fires on: adding a veto to the registry means adding its case here.
+VETO_CASES = {
+    "number_absent_from_sources": ("Repairs take 3 business days.", dict(evidence=["Repairs take 5 business days."])),
+    "quantity_of_another_kind": ("The K2 weighs 6240 x 4160 pixels.",
+                                 dict(evidence=["Images are 6240 x 4160 pixels."])),
+    "currency_absent_from_sources": ("The body costs 149 euros.", dict(evidence=["| Care+ for K2 Body | USD 149 |"])),
+    "number_stated_as_another_quantity": ("A spare battery costs USD 35.",
+                                          dict(evidence=["Charging stops above 35 °C."])),
+    "term_absent_from_sources": ("It uses a lithium-ion battery.",
+                                 dict(evidence=["It uses a battery."], passages="It uses a battery.")),
+    "restates_question": ("The Halden K2 uses a battery.", dict(question="What battery does the Halden K2 use?")),
+}
+
+
+def test_check_registry_names_are_unique_and_every_veto_is_reported_when_its_signal_fires():
+    from grounding.checks import CHECKS, Sources, run_checks, veto_reasons
+
+    assert len({c.name for c in CHECKS}) == len(CHECKS)
+    signals = [s for c in CHECKS for s in c.signals]
+    assert len(set(signals)) == len(signals), "two checks write the same signal"
+    vetoes = [c for c in CHECKS if c.kind == "veto"]
+    assert all(c.kind in ("feature", "veto") for c in CHECKS)
+    assert {c.name for c in vetoes} == set(VETO_CASES), "every veto check needs a case in VETO_CASES"
+    for check in vetoes:
+        assert check.trigger in check.signals
+        assert veto_reasons({check.trigger: 1.0}) == [check.name]
+        assert veto_reasons({check.trigger: 0.0}) == []
+        if check.setting is not None:  # its setting family turns it off
+            assert veto_reasons({check.trigger: 1.0}, **{f"{check.setting}_veto": False}) == []
+        claim, sources = VETO_CASES[check.name]
+        fired = run_checks(claim, Sources(**sources))
+        assert fired[check.trigger] > 0 and check.name in veto_reasons(fired), (check.name, fired)
+
+
+def test_deterministic_signals_run_the_checks_whose_inputs_are_given():
+    from grounding.checks import CHECKS
+
+    evidence = ["Repairs are completed within 5 business days."]
+    plain = deterministic_signals("Repairs take 5 days.", evidence)
+    assert list(plain) == [s for c in CHECKS if c.needs == "evidence" for s in c.signals]
+    with_passages = deterministic_signals("Repairs take 5 days at HK2-100.", evidence, passages=evidence[0])
+    assert with_passages["terms_absent_from_sources"] == 1 and "restates_question" not in with_passages
+
+
+def test_quantities_are_parsed_once_into_value_unit_and_kind():
+    from grounding.checks import currencies_in, numbers_with_units, parse
+
+    quantities = parse("USD 1,200 for 35 °C, 2 in stock, -5 kg, CTLA-4 and 3T3 cells.").quantities
+    assert [(q.value, q.unit, q.kind, q.in_name) for q in quantities] == [
+        ("1200", "for", "money", False), ("35", "°c", "temperature", False), ("2", "in", None, False),
+        ("5", "kg", "mass", False), ("4", "and", None, True), ("3", "t", None, True)]
+    assert quantities[3].signed == "-5"
+    assert numbers_with_units("It lasts two years and costs $49.") == {"year": {"2"}, "usd": {"49"}}
+    # One currency vocabulary: codes, symbols and names; a bare "pound" is a weight.
+    assert currencies_in("US$ 5, €3, 10 yen, 2 pounds sterling and CHF 7") == {"usd", "eur", "jpy", "gbp", "chf"}
+    assert currencies_in("It weighs 2 pounds.") == set()
+    assert parse("It weighs 2 pounds.").kinds == {"mass"}
+
+
+def test_grounding_and_bm25_stem_words_alike():
+    from grounding.checks import content_words
+    from retrieval.bm25 import stem, tokenize
+
+    assert content_words("charging updated batteries") == set(tokenize("charging updated batteries")) == {
+        stem("charging"), stem("updated"), stem("batteries")}
+
+
 # ---- decisions on the demo corpus ------------------------------------------------------------------------
 def test_supported_answer_is_served(grounder, hits_for):
     hits = hits_for(REPAIR_Q)
