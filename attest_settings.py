@@ -18,6 +18,11 @@ from pydantic_settings import (
 )
 
 
+# The risk levels a question may be asked at, named once: the HTTP schema and the CLI options take them
+# from here, and grounding's calibration holds one threshold for each.
+Risk = Literal["low", "high"]
+
+
 class ModelPrice(BaseModel):
     """US dollars per million tokens."""
 
@@ -251,7 +256,7 @@ class Settings(BaseSettings):
     # each risk level has its threshold there: low = best balanced accuracy, high = at most 5% of unsupported
     # claims pass (measured with 5-fold cross-validation on SciFact pairs, benchmarks/grounding.py).
     grounding_enabled: bool = True
-    grounding_default_risk: Literal["low", "high"] = "low"
+    grounding_default_risk: Risk = "low"
     # A language-model judge beside the trained verifier: "local" (a packaged GGUF model, see
     # grounding_judge_model), "openai" (any OpenAI-compatible endpoint that returns logprobs) or "none". It
     # serves the risk levels in grounding_judge_risks, by default high risk only: there it lets fewer
@@ -259,7 +264,7 @@ class Settings(BaseSettings):
     # 5 s more per answer on 2 cores (benchmarks/grounding.py); low-risk answers stay fast. Loaded on first use;
     # if it cannot be loaded, the verifier decides alone.
     grounding_judge: Literal["none", "local", "openai"] = "local"
-    grounding_judge_risks: list[Literal["low", "high"]] = ["high"]
+    grounding_judge_risks: list[Risk] = ["high"]
     # The judge's model: a local registry name (answer/models.py) or the endpoint's model; default: the strong
     # local model for "local", openai_model for "openai".
     grounding_judge_model: str | None = None

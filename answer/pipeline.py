@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 from answer.breaker import BreakerBoard
 from answer.cache import CacheHit, SemanticCache
 from answer.output import ANSWER_SCHEMA, DECLINE_TEXT, ModelAnswer, parse_answer
+from answer.passages import NumberedPassages
 from answer.prompts import PassageView, load_prompt
 from answer.providers import (
     ChatRequest, Provider, ProviderError, Usage, build_provider, collect, provider_timeouts,
@@ -94,24 +95,23 @@ class AnswerPipeline:
         self.ledger.close()
 
     # ---- the request -------------------------------------------------------------------------------
-    def answer(self, question: str, hits: Sequence, *, collection: str | None = None, filters: dict | None = None,
-               principal: Principal = Principal(), providers: Sequence[str] | None = None,
-               question_vector: list[float] | None = None, on_delta: Callable[[str], None] | None = None,
-               remember: bool = True, use_cache: bool = True, request_id: str | None = None,
-               instruction: str | None = None) -> AnswerResult:
-        """Answer ``question`` from ``hits`` (retrieval.search.Hit, best first).
+    def answer(self, question: str, passages: NumberedPassages | Sequence, *, collection: str | None = None,
+               filters: dict | None = None, principal: Principal = Principal(),
+               providers: Sequence[str] | None = None, question_vector: list[float] | None = None,
+               on_delta: Callable[[str], None] | None = None, use_cache: bool = True,
+               request_id: str | None = None, instruction: str | None = None) -> AnswerResult:
+        """Answer ``question`` (already validated by the edge that received it) from ``passages``: retrieval
+        Hits, best first, every one of them shown to the model as a numbered passage.
 
-        ``providers`` overrides the configured chain; ``remember=False`` leaves the cache write to the
-        caller (e.g. only after grounding has approved the answer, through ``remember``). ``request_id``
-        is the caller's id for this request (the API's), used in messages and ledger rows; ``instruction``
-        is appended to the prompt (grounding's regeneration names the claims that failed), and such an
-        answer never comes from or goes to the cache.
+        ``providers`` overrides the configured chain. ``use_cache`` reads the semantic cache; this stage never
+        writes it: only an answer that grounding has served is remembered, by the question path, through
+        ``remember``. ``request_id`` is the caller's id for this request (the API's), used in messages and
+        ledger rows; ``instruction`` is appended to the prompt (grounding's regeneration names the claims
+        that failed), and such an answer never comes from the cache.
         """
         question = " ".join(question.split())
-        if not question:
-            raise ValueError("the question is empty")
         started = time.perf_counter()
-        request = _Request(self, request_id or new_request_id(), question, list(hits)[: self.settings.answer_passages],
+        request = _Request(self, request_id or new_request_id(), question, NumberedPassages.of(passages),
                            collection or self.settings.collection, filters, principal, started, instruction)
 
         cache_ready = use_cache and self.cache is not None and not instruction
@@ -126,7 +126,7 @@ class AnswerPipeline:
                 return request.from_cache(hit, notice)
 
         t = time.perf_counter()
-        decision = classify(question, [h.text for h in request.hits])
+        decision = classify(question, [h.text for h in request.passages])
         request.timings["route_ms"] = _ms(time.perf_counter() - t)
         request.decision = decision
         if decision.route is Route.OUT_OF_SCOPE:
@@ -137,11 +137,6 @@ class AnswerPipeline:
         for name, model in self._chain(decision, providers or self.settings.answer_providers):
             outcome = request.try_provider(name, model, on_delta)
             if isinstance(outcome, AnswerResult):
-                if remember and cache_ready and outcome.answerable:
-                    t = time.perf_counter()
-                    self.remember(outcome, request.vector, request.collection, filters)
-                    outcome.timings_ms["cache_write_ms"] = _ms(time.perf_counter() - t)
-                    outcome.timings_ms["total_ms"] = _ms(time.perf_counter() - started)
                 return outcome
 
         failures = "; ".join(f"{a.provider}/{a.model or '-'}: {a.outcome}" for a in request.attempts) or "none configured"
@@ -163,7 +158,8 @@ class AnswerPipeline:
 
     def remember(self, result: AnswerResult, question_vector: list[float] | None = None,
                  collection: str | None = None, filters: dict | None = None) -> str | None:
-        """Put a validated, answered result into the semantic cache."""
+        """Put an answered result into the semantic cache. Only the question path calls this, and only for
+        an answer grounding served or repaired (``result`` is then the text that was served)."""
         if self.cache is None or not result.answerable or result.served_from != "model":
             return None
         vector = question_vector or self.embed(result.question)
@@ -190,19 +186,20 @@ class AnswerPipeline:
 class _Request:
     """The state of one request while it moves through the chain."""
 
-    def __init__(self, pipeline: AnswerPipeline, request_id: str, question: str, hits: list, collection: str,
-                 filters: dict | None, principal: Principal, started: float, instruction: str | None = None):
+    def __init__(self, pipeline: AnswerPipeline, request_id: str, question: str, passages: NumberedPassages,
+                 collection: str, filters: dict | None, principal: Principal, started: float,
+                 instruction: str | None = None):
         self.pipeline = pipeline
         self.instruction = instruction
         self.settings = pipeline.settings
         self.id = request_id
         self.question = question
-        self.hits = hits
+        self.passages = passages
         self.collection = collection
         self.filters = filters
         self.principal = principal
         self.started = started
-        self.passages = [PassageView(i, h.source or h.doc_id, h.page, h.text) for i, h in enumerate(hits, start=1)]
+        self.views = [PassageView(n, h.source or h.doc_id, h.page, h.text) for n, h in passages.numbered()]
         self.vector: list[float] | None = None
         self.decision: RouteDecision | None = None
         self.attempts: list[Attempt] = []
@@ -224,7 +221,7 @@ class _Request:
         first_token_limit, total_limit = provider_timeouts(name, self.settings)
         for prompt_id in (self.settings.answer_prompt, self.settings.answer_retry_prompt):
             prompts_dir = str(self.settings.prompts_dir) if self.settings.prompts_dir else None
-            messages = load_prompt(prompt_id, prompts_dir).render(self.question, self.passages, self.instruction)
+            messages = load_prompt(prompt_id, prompts_dir).render(self.question, self.views, self.instruction)
             call_started = time.perf_counter()
             chat = None
             try:
@@ -291,7 +288,7 @@ class _Request:
         for sentence in answer.sentences:
             citations = []
             for n in sentence.passages:
-                hit = self.hits[n - 1]
+                hit = self.passages.hit(n)
                 citations.append(Citation(passage=n, chunk_id=hit.id, doc_id=hit.doc_id, source=hit.source,
                                           title=hit.title, page=hit.page, quote=best_quote(sentence.text, hit.text)))
             out.append(AnswerSentence(text=sentence.text, citations=citations))
@@ -327,14 +324,3 @@ class _Request:
             timings_ms=dict(self.timings), notice=notice, attempts=list(self.attempts),
             cache=CacheInfo(similarity=round(hit.similarity, 4), question=hit.question, created_at=hit.created_at,
                             entry_id=hit.entry_id))
-
-
-def answer_question(settings, question: str, hits: Sequence, store=None, **kwargs) -> AnswerResult:
-    """One-shot convenience: build a pipeline, answer, close. Long-lived callers keep an AnswerPipeline."""
-    pipeline = AnswerPipeline(settings, store)
-    try:
-        return pipeline.answer(question, hits, **kwargs)
-    finally:
-        pipeline.close()
-
-

@@ -81,10 +81,15 @@ class AnswerResult(BaseModel):
 
     @property
     def citations(self) -> list[Citation]:
-        seen, out = set(), []
-        for sentence in self.sentences:
-            for citation in sentence.citations:
-                if citation.chunk_id not in seen:
-                    seen.add(citation.chunk_id)
-                    out.append(citation)
-        return out
+        return unique_citations(self.sentences)
+
+
+def unique_citations(sentences: list[AnswerSentence]) -> list[Citation]:
+    """Each cited chunk once, in the order the sentences first cite it."""
+    seen, out = set(), []
+    for sentence in sentences:
+        for citation in sentence.citations:
+            if citation.chunk_id not in seen:
+                seen.add(citation.chunk_id)
+                out.append(citation)
+    return out

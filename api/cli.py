@@ -9,7 +9,10 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from attest_settings import PROVIDER_NAMES, Risk
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="attest: answers from your documents, every claim checked before it is served.")
@@ -170,84 +173,96 @@ app.add_typer(eval_app, name="eval")
 from api.cli_verify import verify_command  # noqa: E402
 app.command("verify")(verify_command)
 
+RISK_HELP = "low: served once its claims are checked, streamed as written | high: stricter threshold and judge"
+
+
 @app.command()
 def ask(
     question: str = typer.Argument(..., help="The question to answer from the indexed documents."),
+    risk: Risk = typer.Option("low", "--risk", help=RISK_HELP),
     provider: list[str] = typer.Option([], "--provider", "-p",
-                                       help="Provider(s) to try, in order: local | openai | anthropic (repeatable; "
-                                            "default: ATTEST_ANSWER_PROVIDERS)."),
-    k: int = typer.Option(5, "-k", "--top-k", min=1, max=20, help="Passages given to the model."),
+                                       help=f"Provider(s) to try, in order: {' | '.join(PROVIDER_NAMES)} "
+                                            "(repeatable; default: ATTEST_ANSWER_PROVIDERS)."),
+    k: Optional[int] = typer.Option(None, "-k", "--top-k", min=1, max=20,
+                                    help="Passages retrieved and given to the model (default: ATTEST_ANSWER_PASSAGES)."),
     collection: Optional[str] = typer.Option(None, "--collection", "-c"),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the semantic cache."),
-    as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON (the /v1/query response) on stdout."),
 ):
-    """Answer a question with citations: retrieve (hybrid), route, generate, validate.
+    """Answer a question with citations, every claim checked against your documents before it is shown.
 
-    Claims are not verified here yet (that is the grounding stage's job).
+    The same path as POST /v1/query: retrieve (hybrid), answer, verify each claim, then serve, repair or
+    withhold the answer. Only served or repaired answers enter the semantic cache.
     """
-    import time
+    from api.question import QuestionPath
+    from api.records import Records
 
-    from answer import AnswerPipeline
-    from answer.providers import PROVIDER_NAMES
-    from retrieval.search import Retriever
-
-    settings = _settings()
+    if not question.strip():
+        console.print("[red]the question is empty[/red]")
+        raise typer.Exit(2)
     unknown = [p for p in provider if p not in PROVIDER_NAMES]
     if unknown:
         console.print(f"[red]unknown provider {unknown[0]!r}:[/red] valid providers are {', '.join(PROVIDER_NAMES)}")
         raise typer.Exit(2)
-    settings = settings.model_copy(update={"answer_passages": k})
+    settings = _settings()
     store = _open_store(settings)
-    pipeline = None
+    records = Records(settings.database_path)
+    path = None
     try:
-        retriever = Retriever(settings, store)
-        started = time.perf_counter()
-        vector = retriever.encoder.encode_query(question, threads=settings.query_threads) if question.strip() else None
-        search = retriever.search(question, collection, k, "hybrid", dense_vector=vector)
-        retrieve_ms = round((time.perf_counter() - started) * 1000, 1)
-        pipeline = AnswerPipeline(settings, store, encoder=retriever.encoder)
-        result = pipeline.answer(question, search.hits, collection=collection, providers=provider or None,
-                                 question_vector=vector, use_cache=not no_cache, remember=not no_cache)
+        path = QuestionPath.build(settings, store, records=records)
+        response = path.ask(question, collection=collection, top_k=k, risk=risk, providers=provider or None,
+                            use_cache=not no_cache)
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2)
     finally:
-        if pipeline is not None:
-            pipeline.close()
+        if path is not None:
+            path.close()
+        records.close()
         store.close()
-    result.timings_ms = {"retrieve_ms": retrieve_ms, **{f"retrieve_{k_}": v for k_, v in search.timings_ms.items()},
-                         **result.timings_ms}
-    result.timings_ms["total_ms"] = round(retrieve_ms + result.timings_ms.get("total_ms", 0.0), 1)
     if as_json:
-        print(result.model_dump_json(indent=2))
+        print(response.model_dump_json(indent=2))
     else:
-        _print_answer(result)
-    if result.status in ("unavailable", "over_budget"):
+        _print_answer(response)
+    if response.status in ("unavailable", "over_budget"):
         raise typer.Exit(1)
 
 
-def _print_answer(result) -> None:
+def _print_answer(response) -> None:
+    """The answer first, then what was checked: decision, each claim's verdict, what was retracted, sources."""
     out = Console(soft_wrap=True)
-    out.print(result.answer)
-    if result.notice and result.notice != result.answer:
-        out.print(f"[yellow]note:[/yellow] {result.notice}")
-    citations = result.citations
-    if citations:
+    out.print(response.answer, markup=False)
+    if response.notice and response.notice != response.answer:
+        out.print(f"[yellow]note:[/yellow] {escape(response.notice)}")
+    confidence = "" if response.confidence is None else f", confidence {response.confidence:.2f}"
+    verified = "" if response.verified else " (claims not verified)"
+    out.print(f"[bold]decision {response.decision}[/bold]{verified} at risk {response.risk}{confidence}")
+    if response.claims:
+        table = Table(show_lines=False, title="claims")
+        for column in ("verdict", "score", "claim", "vetoes"):
+            table.add_column(column)
+        for claim in response.claims:
+            score = "-" if claim.score is None else f"{claim.score:.2f}"
+            table.add_row(claim.verdict, score, claim.text, ", ".join(claim.vetoes))
+        out.print(table)
+    for sentence in response.retracted:
+        out.print(f"[red]retracted:[/red] {escape(sentence)}")
+    if response.citations:
         table = Table(show_lines=True, title="citations")
         for column in ("n", "document", "quote"):
             table.add_column(column)
-        for c in citations:
+        for c in response.citations:
             table.add_row(str(c.passage), c.doc_id + (f" p.{c.page}" if c.page else ""), c.quote)
         out.print(table)
-    who = f"{result.provider}/{result.model}" if result.provider else result.served_from
-    cost = "unknown" if result.cost_usd is None else f"${result.cost_usd:.6f}"
-    out.print(f"status {result.status} | route {result.route} | tier {result.tier} | {who} | prompt {result.prompt} | "
-              f"tokens {result.tokens.prompt}+{result.tokens.completion} | cost {cost}")
-    out.print("timings " + ", ".join(f"{k} {v:.0f}" for k, v in result.timings_ms.items()))
-    failed = [a for a in result.attempts if a.outcome != "ok"]
-    for a in failed:
-        out.print(f"[dim]attempt {a.provider}/{a.model} {a.prompt}: {a.outcome} {a.detail}[/dim]")
-    out.print(f"[dim]request id {result.request_id}[/dim]")
+    who = f"{response.provider}/{response.model}" if response.provider else response.served_from
+    cost = "unknown" if response.cost_usd is None else f"${response.cost_usd:.6f}"
+    out.print(f"status {response.status} | route {response.route} | tier {response.tier} | {who} | "
+              f"prompt {response.prompt} | tokens {response.tokens.prompt}+{response.tokens.completion} | cost {cost}")
+    out.print("timings " + ", ".join(f"{k} {v:.0f}" for k, v in response.timings_ms.items()))
+    for a in response.attempts:
+        if a.outcome != "ok":
+            out.print(f"[dim]attempt {a.provider}/{a.model} {a.prompt}: {a.outcome} {escape(a.detail)}[/dim]")
+    out.print(f"[dim]request id {response.request_id}[/dim]")
 
 
 @app.command()

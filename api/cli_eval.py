@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from attest_settings import Risk
+
 eval_app = typer.Typer(no_args_is_help=True, help="Measure quality on benchmark data and golden sets.")
 console = Console(stderr=True, soft_wrap=True)
 ALL_MODES = ["dense", "bm25", "hybrid", "rerank"]
@@ -100,7 +102,7 @@ def eval_golden(
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="Its documents (default: the golden file's folder)."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A committed report to gate against."),
     max_drop: float = typer.Option(0.02, "--max-drop", help="Largest relative drop of a headline score that passes."),
-    risk: str = typer.Option("low", "--risk", help="low | high"),
+    risk: Risk = typer.Option("low", "--risk", help="The risk level asked at."),
     limit: int = typer.Option(0, "--limit", min=0, help="Only the first N cases (0 = all)."),
     collection: Optional[str] = typer.Option(None, "--collection", "-c"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for the JSON and Markdown reports."),
@@ -123,9 +125,6 @@ def eval_golden(
     from ingest.manifest import Manifest
     from ingest.pipeline import Ingester
 
-    if risk not in ("low", "high"):
-        console.print(f"[red]unknown risk {risk!r}: valid values are low, high[/red]")
-        raise typer.Exit(2)
     try:
         cases = load_golden(golden)
         base = GoldenReport.from_dict(json.loads(baseline.read_text())) if baseline else None
@@ -142,7 +141,7 @@ def eval_golden(
     try:
         ingester = Ingester(settings, store, manifest)
         ingester.run([folder], collection=name)
-        path = QuestionPath(settings, store, encoder=ingester.encoder)
+        path = QuestionPath.build(settings, store, ingester.encoder)
         ask = lambda q: outcome_from_response(path.ask(q, collection=name, risk=risk))  # noqa: E731
         ragas_score = None
         if ragas:

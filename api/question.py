@@ -1,14 +1,22 @@
-"""The question path, wired once for the HTTP app and the CLI: retrieve -> answer -> verify -> decide.
+"""The question path: the one object that owns retrieve -> answer -> verify -> decide -> remember.
 
-    path = QuestionPath(settings, store)
+`attest ask`, ``POST /v1/query``, ``POST /v1/query/stream``, `attest eval golden` and the benchmark scripts
+all call ``QuestionPath.ask``; none of them wires the stages itself.
+
+    path = QuestionPath.build(settings, store)
     response = path.ask("How long is the warranty?", risk="high")
     print(response.decision, response.answer, response.claims, response.timings_ms)
     path.close()
 
-``ask`` returns the answer contract of DESIGN.md (``api.schemas.QueryResponse``) and never raises for a
-failure of a stage: a store, model or verifier failure becomes an answer that says so plainly and carries
-the request id. It raises only ``ValueError`` (a bad request: empty question, unknown filter field) and
-``GenerationCancelled`` (the caller asked it to stop).
+``ask`` takes a request its edge (the HTTP schema, the CLI's options) has already validated, returns the
+answer contract of DESIGN.md (``api.schemas.QueryResponse``) and never raises for a failure of a stage: a
+store, model or verifier failure becomes an answer that says so plainly and carries the request id. It
+raises only ``ValueError`` (a filter the store cannot apply) and ``GenerationCancelled`` (the caller asked
+it to stop).
+
+The passages retrieved are the passages the model reads (``top_k``, default ``ATTEST_ANSWER_PASSAGES``),
+numbered once (answer/passages.py); grounding checks and re-cites claims against exactly those. Only an
+answer grounding served or repaired enters the semantic cache, as the text that was served.
 
 Events, for streaming callers (``on_event(name, data)``), in this order:
 - risk ``low``: ``retrieval`` (the sources), ``token`` (answer text as the model writes it), ``claim`` (one
@@ -17,9 +25,8 @@ Events, for streaming callers (``on_event(name, data)``), in this order:
 - risk ``high``: ``retrieval``, then nothing until the answer is verified (and repaired where it can be),
   then ``claim`` per claim, then ``token`` with only the verified text, then ``final``.
 
-Claim verification is the grounding stage's ``verify_answer``; where it is turned off, claims are
-listed as ``unverified``, a low-risk answer is served with a notice saying so, and a high-risk answer is
-withheld (decision ``rejected``).
+Where claim verification is turned off (``ATTEST_GROUNDING_ENABLED=false``) or fails, claims are listed as
+``unverified``: a low-risk answer is served with a notice saying so, a high-risk answer is withheld.
 """
 
 from __future__ import annotations
@@ -27,13 +34,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from contextlib import contextmanager
-from typing import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Sequence
 
-from answer.result import AnswerResult
+from answer.passages import NumberedPassages
+from answer.pipeline import AnswerPipeline, new_request_id
+from answer.result import AnswerResult, AnswerSentence, unique_citations
+from answer.stream import AnswerTextStream
 from answer.usage import Principal
-from api.schemas import CitationOut, ClaimVerdict, QueryResponse, SourceOut
+from api.schemas import ClaimVerdict, QueryResponse, SourceOut
+from attest_settings import Settings
+from grounding import decide
+from grounding.decide import Grounder, GroundedAnswer
+from retrieval.search import Retriever
+from retrieval.store import VectorStore
 
 log = logging.getLogger("attest.api.question")
 
@@ -49,183 +64,77 @@ class GenerationCancelled(BaseException):
     """
 
 
-def new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex[:20]
-
-
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
 
 
-# ---- the answer's text, pulled out of the model's JSON as it streams -----------------------------------
-class AnswerTextStream:
-    """Feeds on raw model output (``{"answerable": ..., "sentences": [{"text": "...", "passages": [1]}]}``)
-    and returns the readable text in it: sentence texts, each followed by its ``[n]`` markers.
-
-        stream = AnswerTextStream()
-        stream.feed('{"answerable": true, "sentences": [{"text": "It la')   # -> 'It la'
-        stream.feed('sts two years.", "passages": [1]}]}')                    # -> 'sts two years. [1]'
-    """
-
-    _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-
-    def __init__(self):
-        self.in_string = False
-        self.escape = False
-        self.unicode: str | None = None
-        self.current = []           # characters of the string being read
-        self.last_string = ""       # the last complete string (a key, when followed by ':')
-        self.value_for: str | None = None  # the key whose value comes next
-        self.string_is_text = False
-        self.in_passages = False
-        self.number = ""
-        self.passages: list[str] = []
-        self.sentences = 0
-        self.text = []
-
-    def feed(self, delta: str) -> str:
-        out: list[str] = []
-        for ch in delta:
-            if self.in_string:
-                self._string_char(ch, out)
-            elif ch == '"':
-                self.in_string = True
-                self.current = []
-                self.string_is_text = self.value_for == "text"
-                if self.string_is_text:
-                    if self.sentences:
-                        out.append(" ")
-                    self.sentences += 1
-                self.value_for = None
-            elif ch == ":":
-                self.value_for = self.last_string
-                if self.value_for == "passages":
-                    self.in_passages, self.number, self.passages = False, "", []
-            elif ch == "[" and self.value_for == "passages":
-                self.in_passages = True
-                self.value_for = None
-            elif self.in_passages:
-                if ch.isdigit():
-                    self.number += ch
-                elif ch in ",]":
-                    if self.number:
-                        self.passages.append(self.number)
-                    self.number = ""
-                    if ch == "]":
-                        self.in_passages = False
-                        if self.passages:
-                            out.append(" " + "".join(f"[{n}]" for n in self.passages))
-            elif not ch.isspace():
-                if ch not in ",{}[]":
-                    self.value_for = None  # a literal (true, 1, ...) was the value
-        piece = "".join(out)
-        self.text.append(piece)
-        return piece
-
-    def _string_char(self, ch: str, out: list[str]) -> None:
-        if self.unicode is not None:
-            self.unicode += ch
-            if len(self.unicode) == 4:
-                try:
-                    decoded = chr(int(self.unicode, 16))
-                except ValueError:
-                    decoded = ""
-                self.unicode = None
-                self._emit(decoded, out)
-            return
-        if self.escape:
-            self.escape = False
-            if ch == "u":
-                self.unicode = ""
-            else:
-                self._emit(self._ESCAPES.get(ch, ch), out)
-            return
-        if ch == "\\":
-            self.escape = True
-        elif ch == '"':
-            self.in_string = False
-            self.last_string = "".join(self.current)
-        else:
-            self._emit(ch, out)
-
-    def _emit(self, decoded: str, out: list[str]) -> None:
-        self.current.append(decoded)
-        if self.string_is_text:
-            out.append(decoded)
-
-
 # ---- the grounding stage's result, as the API shows it ---------------------------------------------------
-def _claim_out(claim, hits: Sequence) -> ClaimVerdict:
+def _claim_out(claim: decide.ClaimVerdict, passages: NumberedPassages) -> ClaimVerdict:
     """One ``grounding.decide.ClaimVerdict`` (passage numbers) as the API's (chunk ids)."""
-
-    def chunk_ids_of(numbers) -> list[str]:
-        return [hits[n - 1].id for n in numbers if 1 <= n <= len(hits)]
-
     return ClaimVerdict(
         text=claim.claim, sentence=claim.sentence, verdict="supported" if claim.supported else "unsupported",
         score=round(float(claim.score), 4), threshold=float(claim.threshold),
-        citations=chunk_ids_of(claim.cited_passages), evidence=claim.evidence_ids,
-        supporting=chunk_ids_of(claim.supporting_passages), signals=dict(claim.signals), vetoes=list(claim.vetoes),
-        citation=claim.citation, corrected_citation=claim.citation in ("corrected", "added"))
+        citations=passages.chunk_ids(claim.cited_passages), evidence=claim.evidence_ids,
+        supporting=passages.chunk_ids(claim.supporting_passages), signals=dict(claim.signals),
+        vetoes=list(claim.vetoes), citation=claim.citation,
+        corrected_citation=claim.citation in ("corrected", "added"))
 
 
+@dataclass
 class Verification:
     """What ``ask`` needs from the grounding stage's result (or from its absence)."""
 
-    def __init__(self, decision: str, answer: str | None, claims: list[ClaimVerdict], retracted: list[str],
-                 confidence: float | None, notice: str | None, verified: bool, citations=None, result=None):
-        self.decision = decision
-        self.answer = answer
-        self.claims = claims
-        self.retracted = retracted
-        self.confidence = confidence
-        self.notice = notice
-        self.verified = verified
-        self.citations = citations
-        self.result = result  # an AnswerResult when the verifier regenerated the answer
+    decision: Literal["served", "repaired", "rejected", "queued_for_review"]
+    verified: bool
+    answer: str | None = None                    # the text to show; None: the answer stage's own text
+    sentences: list[AnswerSentence] | None = None  # the served sentences, citations corrected by grounding
+    claims: list[ClaimVerdict] = field(default_factory=list)
+    retracted: list[str] = field(default_factory=list)
+    confidence: float | None = None
+    notice: str | None = None
+    result: AnswerResult | None = None           # the regenerated answer, when grounding asked for one
+
+    @property
+    def citations(self):
+        return unique_citations(self.sentences or [])
 
     @classmethod
-    def from_grounded(cls, grounded, hits: Sequence, original: AnswerResult) -> "Verification":
-        """From ``grounding.decide.GroundedAnswer``: decision, text, sentences with corrected citations,
-        claims, confidence, removed sentences, and the AnswerResult finally used."""
+    def from_grounded(cls, grounded: GroundedAnswer, passages, original: AnswerResult | None) -> "Verification":
+        passages = NumberedPassages.of(passages)
         used = grounded.answer
-        result = used if isinstance(used, AnswerResult) and used is not original else None
-        seen, citations = set(), []
-        for sentence in grounded.sentences:
-            for citation in sentence.citations:
-                if citation.chunk_id not in seen:
-                    seen.add(citation.chunk_id)
-                    citations.append(citation)
         retracted = list(grounded.removed_sentences)
         notice = None
         if grounded.regenerated:
-            notice = "The first answer did not hold up; this one was regenerated and verified again."
+            notice = decide.REGENERATED_NOTICE
         elif grounded.decision == "repaired" and retracted:
-            notice = f"{len(retracted)} sentence(s) were removed because your documents do not support them."
-        return cls(grounded.decision, grounded.text, [_claim_out(c, hits) for c in grounded.claims], retracted,
-                   float(grounded.confidence), notice, True, citations, result)
+            notice = decide.REPAIRED_NOTICE.format(count=len(retracted))
+        return cls(decision=grounded.decision, verified=True, answer=grounded.text,
+                   sentences=list(grounded.sentences), claims=[_claim_out(c, passages) for c in grounded.claims],
+                   retracted=retracted, confidence=float(grounded.confidence), notice=notice,
+                   result=used if isinstance(used, AnswerResult) and used is not original else None)
+
+    @classmethod
+    def unverified(cls, result: AnswerResult, risk: str, why: str, request_id: str) -> "Verification":
+        """No verdicts (verification off, or it failed): served with a notice at low risk, withheld at high."""
+        claims = _unverified_claims(result)
+        if risk == "high":
+            text = decide.UNVERIFIED_WITHHELD_TEXT.format(why=why, request_id=request_id)
+            return cls("rejected", False, answer=text, claims=claims, notice=text)
+        return cls("served", False, claims=claims, notice=decide.UNVERIFIED_NOTICE.format(why=why))
 
 
 # ---- the path ------------------------------------------------------------------------------------------
 class QuestionPath:
-    """Holds the long-lived parts (retriever, answer pipeline, verifier); one per process."""
+    """Holds the long-lived parts (retriever, answer pipeline, grounder); one per process."""
 
-    def __init__(self, settings, store, encoder=None, retriever=None, pipeline=None, verifier="auto",
-                 records=None, metrics=None, tracer=None):
-        from retrieval.search import Retriever
-
+    def __init__(self, settings: Settings, retriever: Retriever, pipeline: AnswerPipeline,
+                 grounder: Grounder | None, records=None, metrics=None, tracer=None):
         self.settings = settings
-        self.store = store
-        self.retriever = retriever or Retriever(settings, store, encoder)
-        self.encoder = self.retriever.encoder
-        self._pipeline = pipeline
-        self._pipeline_lock = threading.Lock()
-        if verifier == "auto":
-            from grounding.decide import verify_answer
-
-            verifier = verify_answer if settings.grounding_enabled else None
-        self.verifier = verifier
-        self.records = records    # api.records.Records: remembers verdicts of cached answers
+        self.retriever = retriever
+        self.encoder = retriever.encoder
+        self.pipeline = pipeline
+        self.grounder = grounder
+        self.records = records    # api.records.Records: remembers the verdicts of cached answers
         self.metrics = metrics
         if tracer is None:
             from opentelemetry import trace
@@ -233,18 +142,22 @@ class QuestionPath:
             tracer = trace.get_tracer("attest.question")
         self.tracer = tracer
 
-    @property
-    def pipeline(self):
-        with self._pipeline_lock:
-            if self._pipeline is None:
-                from answer import AnswerPipeline
-
-                self._pipeline = AnswerPipeline(self.settings, self.store, encoder=self.encoder)
-            return self._pipeline
+    @classmethod
+    def build(cls, settings: Settings, store: VectorStore, encoder=None, *,
+              grounder: Grounder | None | Literal["auto"] = "auto", records=None, metrics=None,
+              tracer=None) -> "QuestionPath":
+        """Open every stage the settings name over ``store``. ``grounder="auto"``: the claim verifier unless
+        ``ATTEST_GROUNDING_ENABLED=false``; ``None``: answers are served unverified (low risk) or withheld."""
+        retriever = Retriever(settings, store, encoder)
+        pipeline = AnswerPipeline(settings, store, encoder=retriever.encoder)
+        if grounder == "auto":
+            grounder = Grounder(settings, encoder=retriever.encoder) if settings.grounding_enabled else None
+        return cls(settings, retriever, pipeline, grounder, records, metrics, tracer)
 
     def close(self) -> None:
-        if self._pipeline is not None:
-            self._pipeline.close()
+        self.pipeline.close()
+        if self.grounder is not None:
+            self.grounder.close()
 
     @contextmanager
     def _span(self, name: str, **attributes):
@@ -259,11 +172,7 @@ class QuestionPath:
             top_k: int | None = None, risk: str = "low", providers: Sequence[str] | None = None,
             principal: Principal = Principal(), request_id: str | None = None, use_cache: bool = True,
             on_event: EventSink | None = None, cancel: threading.Event | None = None) -> QueryResponse:
-        if risk not in ("low", "high"):
-            raise ValueError(f"unknown risk {risk!r}: valid values are low, high")
         question = " ".join(question.split())
-        if not question:
-            raise ValueError("the question is empty")
         request_id = request_id or new_request_id()
         collection = collection or self.settings.collection
         emit = on_event or (lambda name, data: None)
@@ -274,7 +183,7 @@ class QuestionPath:
             if cancel is not None and cancel.is_set():
                 raise GenerationCancelled()
 
-        # 1. retrieve
+        # 1. retrieve: the hits are the passages the model reads
         with self._span("retrieve", collection=collection, request_id=request_id):
             t = time.perf_counter()
             try:
@@ -288,9 +197,9 @@ class QuestionPath:
                 return self._failure(request_id, question, risk, timings, started, "retrieval",
                                      f"the document index could not be searched ({type(exc).__name__})", emit)
             timings["retrieve_ms"] = _ms(time.perf_counter() - t)
-        hits = search.hits
+        passages = NumberedPassages(search.hits)
         sources = [SourceOut(chunk_id=h.id, doc_id=h.doc_id, source=h.source, title=h.title, page=h.page,
-                             score=round(float(h.score), 6), text=h.text) for h in hits]
+                             score=round(float(h.score), 6), text=h.text) for h in passages]
         emit("retrieval", {"request_id": request_id, "sources": [s.model_dump() for s in sources]})
         check_cancel()
 
@@ -308,14 +217,14 @@ class QuestionPath:
         with self._span("generate", request_id=request_id) as span:
             t = time.perf_counter()
             try:
-                result = self._answer(question, hits, collection, filters, principal, providers, vector,
-                                      on_delta, use_cache, request_id)
+                result = self.pipeline.answer(question, passages, collection=collection, filters=filters or None,
+                                              principal=principal, providers=list(providers) if providers else None,
+                                              question_vector=vector, on_delta=on_delta, use_cache=use_cache,
+                                              request_id=request_id)
             except GenerationCancelled:
                 if self.metrics is not None:
                     self.metrics.cancelled.inc()
                 log.info("generation cancelled: the client went away")
-                raise
-            except ValueError:
                 raise
             except Exception as exc:
                 log.error("the answer stage failed", exc_info=exc)
@@ -333,14 +242,15 @@ class QuestionPath:
         # 3. verify and decide
         with self._span("verify", request_id=request_id, risk=risk) as span:
             t = time.perf_counter()
-            verification = self._verify(question, result, hits, risk, collection, filters, principal, providers,
-                                        request_id)
+            verification = self._verify(question, result, passages, risk, collection, filters, principal,
+                                        providers, request_id)
             timings["verify_ms"] = _ms(time.perf_counter() - t)
             span.set_attribute("attest.decision", verification.decision)
         if verification.result is not None:
             result = verification.result
-        if (verification.decision == "served" and verification.verified and use_cache
-                and result.served_from == "model" and result.answerable):
+
+        # 4. remember: only what was served, as it was served
+        if use_cache:
             self._remember(result, vector, collection, filters, verification)
 
         response = self._response(request_id, question, risk, result, verification, sources, timings, started,
@@ -356,64 +266,50 @@ class QuestionPath:
         return response
 
     # ---- stages ----------------------------------------------------------------------------------------
-    def _answer(self, question, hits, collection, filters, principal, providers, vector, on_delta, use_cache,
-                request_id) -> AnswerResult:
-        return self.pipeline.answer(question, hits, collection=collection, filters=filters or None,
-                                    principal=principal, providers=list(providers) if providers else None,
-                                    question_vector=vector, on_delta=on_delta, remember=False, use_cache=use_cache,
-                                    request_id=request_id)
-
-    def _verify(self, question, result: AnswerResult, hits, risk, collection, filters, principal, providers,
-                request_id) -> Verification:
+    def _verify(self, question: str, result: AnswerResult, passages: NumberedPassages, risk: str, collection,
+                filters, principal, providers, request_id: str) -> Verification:
         if result.status in ("unavailable", "over_budget"):
-            return Verification("rejected", None, [], [], None, None, False)
+            return Verification("rejected", False)
         if not result.answerable:  # a decline claims nothing: nothing to check
-            return Verification("served", None, [], [], None, None, True)
+            return Verification("served", True)
         if result.served_from == "cache" and result.cache is not None and self.records is not None and risk == "low":
             stored = self.records.cached_verdicts(result.cache.entry_id)
             if stored is not None:
                 claims = [ClaimVerdict.model_validate(c) for c in stored.get("claims", [])]
-                return Verification("served", None, claims, [], stored.get("confidence"),
-                                    "Verified when this answer was first given.", True)
-        if self.verifier is None:
-            claims = _unverified_claims(result)
+                return Verification("served", True, claims=claims, confidence=stored.get("confidence"),
+                                    notice=decide.CACHED_VERDICTS_NOTICE)
+        if self.grounder is None:
             why = ("claim verification is turned off (ATTEST_GROUNDING_ENABLED=false)"
                    if not self.settings.grounding_enabled else "no claim verifier is configured")
-            if risk == "high":
-                return Verification("rejected", None, claims, [], None,
-                                    f"Claim verification is not available ({why}), so a high-risk answer cannot be "
-                                    f"served.", False)
-            return Verification("served", None, claims, [], None,
-                                f"The claims of this answer were not verified: {why}.", False)
+            return Verification.unverified(result, risk, why, request_id)
 
         def regenerate(failing_claims: list[str], instruction: str) -> AnswerResult | None:
             """One more answer, told which claims failed (the grounding stage's repair step): the same prompt
             at temperature 0 would say the same again, so the instruction names them."""
-            return self.pipeline.answer(question, hits, collection=collection, filters=filters or None,
+            return self.pipeline.answer(question, passages, collection=collection, filters=filters or None,
                                         principal=principal, providers=list(providers) if providers else None,
-                                        remember=False, use_cache=False, request_id=request_id,
-                                        instruction=instruction)
+                                        use_cache=False, request_id=request_id, instruction=instruction)
 
         try:
-            grounded = self.verifier(self.settings, question, result, hits, risk, regenerate)
+            grounded = self.grounder.verify(question, result, passages, risk, regenerate)
         except Exception as exc:
             log.error("claim verification failed", exc_info=exc)
-            claims = _unverified_claims(result)
-            if risk == "high":
-                return Verification("rejected", None, claims, [], None,
-                                    f"Claim verification failed ({type(exc).__name__}), so this high-risk answer "
-                                    f"is withheld.", False)
-            return Verification("served", None, claims, [], None,
-                                f"Claim verification failed ({type(exc).__name__}); the answer is shown unverified.",
-                                False)
-        return Verification.from_grounded(grounded, hits, result)
+            return Verification.unverified(result, risk, f"claim verification failed ({type(exc).__name__})",
+                                           request_id)
+        return Verification.from_grounded(grounded, passages, result)
 
-    def _remember(self, result, vector, collection, filters, verification: Verification) -> None:
+    def _remember(self, result: AnswerResult, vector, collection, filters, verification: Verification) -> None:
+        """A served or repaired answer, verified, fresh from a model, enters the cache as it was served."""
+        if not (verification.decision in ("served", "repaired") and verification.verified
+                and result.served_from == "model" and result.answerable and verification.sentences):
+            return
+        served = result.model_copy(update={"answer": verification.answer, "sentences": verification.sentences})
         try:
-            entry_id = self.pipeline.remember(result, vector, collection, filters or None)
+            entry_id = self.pipeline.remember(served, vector, collection, filters or None)
             if entry_id and self.records is not None:
                 self.records.store_cached_verdicts(entry_id, {
-                    "claims": [c.model_dump() for c in verification.claims], "confidence": verification.confidence})
+                    "claims": [c.model_dump() for c in verification.claims if c.verdict == "supported"],
+                    "confidence": verification.confidence})
         except Exception as exc:  # a cache write must never cost the user the answer
             log.warning("could not cache the answer: %s", exc)
 
@@ -421,26 +317,14 @@ class QuestionPath:
                   timings, started, use_cache) -> QueryResponse:
         decision = verification.decision
         answer = verification.answer if verification.answer is not None else result.answer
-        notice = verification.notice or result.notice
-        if decision == "rejected" and result.status not in ("unavailable", "over_budget"):
-            answer = (verification.answer if verification.answer and verification.answer != result.answer else
-                      "This answer is withheld: its claims could not be verified against your documents. "
-                      f"Try rephrasing the question or adding sources; request id {request_id}.")
-        elif decision == "queued_for_review":
-            answer = (verification.answer if verification.answer and verification.answer != result.answer else
-                      "This answer is waiting for a reviewer because its claims could not all be verified; "
-                      f"request id {request_id}.")
         if not answer or not answer.strip():
             answer = f"Sorry, no answer could be produced. Request id {request_id}."
-        citations = [CitationOut(**c.model_dump()) for c in result.citations]
         if decision in ("rejected", "queued_for_review"):
             citations = []
-        elif verification.citations:
-            try:
-                citations = [CitationOut.model_validate(c if isinstance(c, dict) else c.model_dump())
-                             for c in verification.citations]
-            except Exception:  # an unexpected shape: keep the answer stage's citations
-                pass
+        elif verification.sentences is not None:
+            citations = verification.citations
+        else:
+            citations = result.citations
         timings = dict(timings)
         timings["total_ms"] = _ms(time.perf_counter() - started)
         return QueryResponse(
@@ -449,8 +333,8 @@ class QuestionPath:
             claims=verification.claims, retracted=verification.retracted, status=result.status,
             served_from=result.served_from, route=result.route, tier=result.tier, provider=result.provider,
             model=result.model, prompt=result.prompt, tokens=result.tokens, cost_usd=result.cost_usd,
-            timings_ms=timings, notice=notice, sources=sources, cache=result.cache, attempts=result.attempts,
-            cache_lookup=use_cache and "cache_lookup_ms" in result.timings_ms)
+            timings_ms=timings, notice=verification.notice or result.notice, sources=sources, cache=result.cache,
+            attempts=result.attempts, cache_lookup=use_cache and "cache_lookup_ms" in result.timings_ms)
 
     def _failure(self, request_id, question, risk, timings, started, stage, reason, emit,
                  sources=None) -> QueryResponse:
@@ -479,19 +363,3 @@ def _word_pieces(text: str, words: int = 4) -> list[str]:
     """Verified text, streamed a few words at a time (high risk: it is all known before the first piece)."""
     parts = text.split(" ")
     return [" ".join(parts[i:i + words]) + (" " if i + words < len(parts) else "") for i in range(0, len(parts), words)]
-
-
-def ask_once(settings, question: str, store=None, **kwargs) -> QueryResponse:
-    """One-shot for the CLI: open the store (unless given), answer, close."""
-    own_store = store is None
-    if own_store:
-        from retrieval.store import open_store
-
-        store = open_store(settings)
-    path = QuestionPath(settings, store)
-    try:
-        return path.ask(question, **kwargs)
-    finally:
-        path.close()
-        if own_store:
-            store.close()

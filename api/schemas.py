@@ -10,10 +10,10 @@ from answer.providers import ProviderName
 # The answer stage's citation is already the contract's citation: one model serves both.
 from answer.result import Attempt, CacheInfo, TokenCounts
 from answer.result import Citation as CitationOut
+from attest_settings import Risk
 
 COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 NOT_BLANK = r"\S"  # at least one character that is not white space
-Risk = Literal["low", "high"]
 Decision = Literal["served", "repaired", "rejected", "queued_for_review"]
 Verdict = Literal["supported", "unsupported", "unverified"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Literal
 
 from api.admission import Admission
 from api.auth import KeyStore
@@ -12,30 +13,34 @@ from api.jobs import CollectionLocks, JobRunner
 from api.metrics import Metrics
 from api.question import QuestionPath
 from api.records import Records
+from attest_settings import Settings
+from grounding.decide import Grounder
+from ingest.manifest import Manifest
+from retrieval.store import VectorStore
 
 log = logging.getLogger("attest.api")
 
 
 @dataclass
 class Services:
-    settings: object
-    store: object
-    question: QuestionPath
+    settings: Settings
+    store: VectorStore
+    question: QuestionPath      # owns the answer pipeline and the grounder; closed with the rest
     keys: KeyStore
     records: Records
     jobs: JobRunner
     locks: CollectionLocks
     metrics: Metrics
     admission: Admission
-    manifest: object
+    manifest: Manifest
     manifest_lock: threading.Lock = field(default_factory=threading.Lock)
     closed: bool = False
 
     @classmethod
-    def build(cls, settings, store=None, encoder=None, pipeline=None, verifier="auto", tracer=None) -> "Services":
-        """Open everything the settings name. ``store``/``encoder``/``pipeline``/``verifier`` may be given
-        (tests, or a caller that already holds them)."""
-        from ingest.manifest import Manifest
+    def build(cls, settings: Settings, store: VectorStore | None = None, encoder=None,
+              grounder: Grounder | None | Literal["auto"] = "auto", tracer=None) -> "Services":
+        """Open everything the settings name. ``store``/``encoder``/``grounder`` may be given (tests, or a
+        caller that already holds them); ``grounder=None`` serves answers unverified (see QuestionPath)."""
         from retrieval.dense import get_dense_encoder
         from retrieval.store import open_store
 
@@ -44,8 +49,10 @@ class Services:
         encoder = encoder or get_dense_encoder()
         records = Records(settings.database_path)
         locks = CollectionLocks()
-        question = QuestionPath(settings, store, encoder=encoder, pipeline=pipeline, verifier=verifier,
-                                records=records, metrics=metrics, tracer=tracer)
+        if grounder == "auto":
+            grounder = Grounder(settings, encoder=encoder) if settings.grounding_enabled else None
+        question = QuestionPath.build(settings, store, encoder, grounder=grounder, records=records, metrics=metrics,
+                                      tracer=tracer)
         jobs = JobRunner(settings, store, records, locks, encoder=encoder, metrics=metrics)
         admission = Admission(settings.api_max_concurrent, settings.api_max_queue, settings.api_queue_timeout_s,
                               settings.api_max_inflight_per_key, metrics)

@@ -1,11 +1,12 @@
-"""Answer-stage benchmark on the demo golden set (not run by the tests).
+"""Answer benchmark on the demo golden set, through the question path the service uses (not run by the tests).
 
     .venv/bin/python benchmarks/answer.py [--limit N] [--providers local] [--data-dir DIR] [--cache-only]
 
 Prints, per route and overall: p50/p95 time to first token and in all, completion tokens/s, cost,
 correctness against the reference answers (token F1 for answerable questions), citation validity (every
-citation points at a given passage, and at least one at a golden document), and the share of unanswerable
-questions correctly declined. Then the semantic cache: the similarity of paraphrased questions to their
+citation points at a passage the model was given, and at least one at a golden document), the share of
+unanswerable questions correctly declined (declined by the model or withheld by grounding), and the
+grounding decisions. Then the semantic cache: the similarity of paraphrased questions to their
 originals versus to other golden questions (which is what a threshold must separate), and the hit rate
 when answered questions are replayed paraphrased.
 """
@@ -66,7 +67,6 @@ def open_index(data_dir: Path):
     from attest_settings import Settings
     from ingest.manifest import Manifest
     from ingest.pipeline import Ingester
-    from retrieval.search import Retriever
     from retrieval.store import open_store
 
     settings = Settings(data_dir=data_dir, local_strong_model="qwen2.5-coder-0.5b")
@@ -74,7 +74,7 @@ def open_index(data_dir: Path):
     manifest = Manifest(settings.manifest_path)
     Ingester(settings, store, manifest).run([ROOT / "data" / "demo"])  # idempotent: unchanged files write nothing
     manifest.close()
-    return settings, store, Retriever(settings, store)
+    return settings, store
 
 
 def cache_similarity_report(rows, encoder) -> None:
@@ -118,35 +118,37 @@ def main() -> None:
             by_kind[row["kind"]].append(row)
         rows = [row for kind_rows in by_kind.values() for row in kind_rows[: args.limit]]
 
-    from answer import AnswerPipeline
+    from api.question import QuestionPath
 
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="attest-bench-"))
-    settings, store, retriever = open_index(data_dir)
-    pipeline = AnswerPipeline(settings, store, encoder=encoder)
-    pipeline.cache.clear(settings.collection)
+    settings, store = open_index(data_dir)
+    path = QuestionPath.build(settings, store, encoder)
+    path.pipeline.cache.clear(settings.collection)
     providers = args.providers.split(",")
     per_route: dict[str, list[dict]] = defaultdict(list)
     records = []
     for row in rows:
-        hits = retriever.search(row["question"], top_k=settings.answer_passages).hits
-        result = pipeline.answer(row["question"], hits, providers=providers, use_cache=True, remember=True)
-        t = result.timings_ms
+        response = path.ask(row["question"], providers=providers)
+        t = response.timings_ms
         gen_s = (t.get("generate_ms", 0) - t.get("first_token_ms", 0)) / 1000
-        valid = all(c.chunk_id in {h.id for h in hits} for c in result.citations)
+        given = {s.chunk_id for s in response.sources}
+        shown = response.decision in ("served", "repaired") and response.status == "answered"
         record = {
-            "id": row["id"], "kind": row["kind"], "route": result.route, "status": result.status,
+            "id": row["id"], "kind": row["kind"], "route": response.route, "status": response.status,
+            "decision": response.decision,
             "ttft_ms": t.get("first_token_ms"), "total_ms": t.get("total_ms"),
-            "tok_s": result.tokens.completion / gen_s if gen_s > 0 else None, "cost": result.cost_usd or 0.0,
-            "f1": token_f1(result.answer, row["reference_answer"]) if row["answerable"] else None,
-            "declined_ok": (not result.answerable) if not row["answerable"] else None,
-            "citations_valid": valid if result.answerable else None,
-            "golden_doc_cited": any(c.doc_id in row["doc_ids"] for c in result.citations) if result.answerable and row["doc_ids"] else None,
-            "answer": result.answer,
+            "tok_s": response.tokens.completion / gen_s if gen_s > 0 else None, "cost": response.cost_usd or 0.0,
+            "f1": token_f1(response.answer if shown else "", row["reference_answer"]) if row["answerable"] else None,
+            "declined_ok": (not shown) if not row["answerable"] else None,
+            "citations_valid": all(c.chunk_id in given for c in response.citations) if shown else None,
+            "golden_doc_cited": any(c.doc_id in row["doc_ids"] for c in response.citations)
+            if shown and row["doc_ids"] else None,
+            "answer": response.answer,
         }
         records.append(record)
-        per_route[result.route].append(record)
-        print(f"{row['id']} {row['kind']:12} {result.route:12} {result.status:10} {t.get('total_ms', 0) / 1000:6.1f}s "
-              f"{result.answer[:90]}", flush=True)
+        per_route[response.route].append(record)
+        print(f"{row['id']} {row['kind']:12} {response.route:12} {response.decision:10} "
+              f"{t.get('total_ms', 0) / 1000:6.1f}s {response.answer[:90]}", flush=True)
 
     def summary(name, recs):
         def vals(key):
@@ -163,19 +165,24 @@ def main() -> None:
         summary(route, recs)
     summary("all", records)
 
-    answered = [(row, rec) for row, rec in zip(rows, records) if rec["status"] == "answered"]
+    decisions = defaultdict(int)
+    for record in records:
+        decisions[record["decision"]] += 1
+    print("decisions " + ", ".join(f"{k} {v}" for k, v in sorted(decisions.items())))
+
+    # Only served (or repaired) answers enter the cache: replay those, paraphrased.
+    cached = [(row, rec) for row, rec in zip(rows, records)
+              if rec["status"] == "answered" and rec["decision"] in ("served", "repaired")]
     hits = wrong = 0
-    for row, rec in answered:
-        para = paraphrase(row["question"])
-        result = pipeline.answer(para, retriever.search(para, top_k=settings.answer_passages).hits,
-                                 providers=providers)
-        if result.served_from == "cache":
+    for row, rec in cached:
+        response = path.ask(paraphrase(row["question"]), providers=providers)
+        if response.served_from == "cache":
             hits += 1
-            wrong += result.cache.question != row["question"]
-    if answered:
-        print(f"\ncache replay (threshold {settings.cache_threshold}): {hits}/{len(answered)} paraphrases served from "
-              f"the cache ({hits / len(answered):.0%}), {wrong} from a different question's entry")
-    pipeline.close()
+            wrong += response.cache.question != row["question"]
+    if cached:
+        print(f"\ncache replay (threshold {settings.cache_threshold}): {hits}/{len(cached)} paraphrases served from "
+              f"the cache ({hits / len(cached):.0%}), {wrong} from a different question's entry")
+    path.close()
     store.close()
 
 

@@ -186,14 +186,11 @@ def own_server(args):
 
 
 def _seed_cache(services, settings) -> None:
-    """Answer the cache question once and store it (served answers are cached only after verification; the
-    benchmark measures serving cache hits, so it seeds the entry itself)."""
-    path = services.question
-    vector = path.encoder.encode_query(CACHE_QUESTION)
-    hits = path.retriever.search(CACHE_QUESTION, settings.collection, 3, "hybrid", dense_vector=vector).hits
-    result = path.pipeline.answer(CACHE_QUESTION, hits, question_vector=vector, remember=False, use_cache=False)
-    if not result.answerable or path.pipeline.remember(result, vector, settings.collection) is None:
-        print(f"warning: the seed answer was not cacheable ({result.status}: {result.answer[:80]!r})", file=sys.stderr)
+    """Ask the cache question once through the question path: a served answer is cached, as for any user."""
+    response = services.question.ask(CACHE_QUESTION)
+    if response.decision not in ("served", "repaired") or response.status != "answered":
+        print(f"warning: the seed answer was not cached ({response.status}, {response.decision}: "
+              f"{response.answer[:80]!r})", file=sys.stderr)
 
 
 def _fmt(value: float | None) -> str:

@@ -59,7 +59,7 @@ def main():
     started = time.perf_counter()
     ingester.run_records(((title, "", text) for title, text in paragraphs.items()), "hotpotqa", "hotpotqa")
     print(f"ingested {len(paragraphs)} paragraphs in {time.perf_counter() - started:.0f} s")
-    path = QuestionPath(settings, store, encoder=ingester.encoder)
+    path = QuestionPath.build(settings, store, ingester.encoder)
     done = [0]
 
     def ask(question):

@@ -1,14 +1,15 @@
 """Grounding: every claim of an answer checked against the retrieved passages before the answer is served.
 
-    from grounding import verify_answer
-    grounded = verify_answer(settings, question, answer_result, hits, risk="low", regenerate=None)
+    from grounding import Grounder
+    grounder = Grounder(settings)        # one per process, closed with the other services
+    grounded = grounder.verify(question, answer_result, passages, risk="low", regenerate=None)
 
 Stages: claims.py (split) -> evidence.py (select) -> checks.py (deterministic signals) -> crossencoder.py
 (trained verifier) and judge.py (optional LLM judge) -> calibrate.py (one score, thresholds per risk) ->
 verifier.py (the scorer, shared with ``attest verify``) -> decide.py (serve / repair / reject / review).
 """
 
-__all__ = ["ClaimVerdict", "GroundedAnswer", "Grounder", "verify_answer"]
+__all__ = ["ClaimVerdict", "GroundedAnswer", "Grounder"]
 
 
 def __getattr__(name: str):

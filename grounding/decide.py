@@ -1,6 +1,7 @@
 """The decision: serve, repair, reject or queue an answer, from the verdicts on its claims.
 
-    grounded = verify_answer(settings, question, answer_result, hits, risk="high", regenerate=None)
+    grounder = Grounder(settings)              # one per process: the verifier models load once
+    grounded = grounder.verify(question, answer_result, passages, risk="high", regenerate=None)
     grounded.decision      # "served" | "repaired" | "rejected" | "queued_for_review"
     grounded.text          # what the user may see
     grounded.claims        # per-claim verdicts: score, threshold, signals, evidence, citation status
@@ -25,11 +26,12 @@ No claim scored under its risk level's threshold is ever part of the served text
 from __future__ import annotations
 
 import time
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from answer.passages import NumberedPassages
 from grounding.checks import question_vetoes
 from grounding.claims import SplitAnswer, split_claims
 from grounding.evidence import Evidence, EvidencePool, Passage
@@ -40,10 +42,18 @@ Decision = Literal["served", "repaired", "rejected", "queued_for_review"]
 CitationStatus = Literal["ok", "corrected", "added", "unsupported", "none"]
 PROMPT_VERSION = "grounding@2"  # @2: restated questions fail, fragments are checked with their question
 
+# What the user reads for each decision that does not show the model's text, and the notices beside it.
+# The API shows these as they are; no other stage writes its own version of them.
 REJECTED_TEXT = ("I could not verify an answer to this question against your documents, so I am not showing one. "
                  "Try rephrasing the question, or check the cited documents directly. (request id {request_id})")
 REVIEW_TEXT = ("This answer could not be verified against your documents and has been sent for review by a "
                "person. (request id {request_id})")
+UNVERIFIED_WITHHELD_TEXT = ("This high-risk answer is withheld: {why}, so its claims could not be checked against "
+                            "your documents. (request id {request_id})")
+UNVERIFIED_NOTICE = "The claims of this answer were not checked against your documents: {why}."
+REGENERATED_NOTICE = "The first answer did not hold up; this one was regenerated and verified again."
+REPAIRED_NOTICE = "{count} sentence(s) were removed because your documents do not support them."
+CACHED_VERDICTS_NOTICE = "Verified when this answer was first given."
 # What remains after removing sentences must stay this close to the question, relative to the full answer.
 MIN_RELEVANCE_KEPT = 0.85
 MIN_RELEVANCE = 0.25
@@ -215,11 +225,14 @@ class Grounder:
         return verdicts, timings
 
     # ---- the decision ----------------------------------------------------------------------------------
-    def verify(self, question: str, answer, hits: Sequence, risk: str = "low",
+    def verify(self, question: str, answer, passages: NumberedPassages, risk: str = "low",
                regenerate: Callable[[list[str], str], object] | None = None) -> GroundedAnswer:
+        """Verify ``answer`` (an AnswerResult) against exactly the passages its model was given, and decide.
+        ``regenerate(failing_claims, instruction)`` may return a new AnswerResult; it is called at most once.
+        Claims are never checked against, or re-cited to, a passage the model did not read."""
         started = time.perf_counter()
-        threshold = self.scorer.threshold(risk)  # validates the risk level
-        passages = [Passage.from_hit(i, h) for i, h in enumerate(hits, start=1)]
+        threshold = self.scorer.threshold(risk)
+        passages = [Passage.from_hit(n, hit) for n, hit in NumberedPassages.of(passages).numbered()]
         result = self._attempt(question, answer, passages, risk, threshold)
         result.timings_ms["verify_ms"] = _ms(time.perf_counter() - started)
         self._record(result, answer, attempt=0)
@@ -362,20 +375,3 @@ def stricter_instruction(failing: list[str]) -> str:
             "\nAnswer again using only facts stated in the passages. Leave out anything the passages do not "
             "state, and cite the passage that states each sentence. If the passages do not contain the answer, "
             "say \"The documents do not say.\"")
-
-
-_grounders: dict[int, Grounder] = {}
-
-
-def verify_answer(settings, question: str, answer, hits: Sequence, risk: str = "low",
-                  regenerate: Callable[[list[str], str], object] | None = None,
-                  grounder: Grounder | None = None) -> GroundedAnswer:
-    """The API layer's entry point: verify ``answer`` (an AnswerResult) against ``hits`` (retrieval Hits,
-    numbered as the answer stage numbered them) and decide. ``regenerate(failing_claims, instruction)``
-    may return a new AnswerResult; it is called at most once."""
-    if grounder is None:
-        key = id(settings)
-        if key not in _grounders:
-            _grounders[key] = Grounder(settings)
-        grounder = _grounders[key]
-    return grounder.verify(question, answer, hits, risk, regenerate)

@@ -373,11 +373,11 @@ def test_openai_provider_gets_a_schema_valid_answer_from_llama_cpp_server(llama_
 
 def test_pipeline_streams_through_the_openai_provider_from_llama_cpp_server(llama_server, settings_for, hits_for,
                                                                           demo_index, encoder):
-    settings = _server_settings(settings_for, llama_server).model_copy(update={"answer_passages": 3})
+    settings = _server_settings(settings_for, llama_server)
     store, _ = demo_index
     pipeline = AnswerPipeline(settings, store=store, encoder=encoder)
     deltas: list[str] = []
-    hits = hits_for(QUICK_START)
+    hits = hits_for(QUICK_START, k=3)
     try:
         result = pipeline.answer(QUICK_START, hits, providers=["openai"], on_delta=deltas.append)
     finally:
@@ -386,7 +386,7 @@ def test_pipeline_streams_through_the_openai_provider_from_llama_cpp_server(llam
     assert result.provider == "openai" and result.model == FAST_MODEL
     assert len(deltas) > 3 and json.loads("".join(deltas))  # streamed token by token, JSON once joined
     if result.status == "answered":
-        assert_citations_point_at_given_passages(result, hits[:3])
+        assert_citations_point_at_given_passages(result, hits)
     assert result.cost_usd is None  # a model with no price in the table: unknown, not a guessed 0
 
 
@@ -495,6 +495,8 @@ def test_repeated_question_is_served_from_the_cache_without_a_model_call(pipelin
     pipeline = pipeline_for(answer_providers=["anthropic"], cache_enabled=True)
     first = pipeline.answer(WARRANTY, hits_for(WARRANTY))
     assert first.served_from == "model"
+    assert pipeline.cache.lookup("default", pipeline.embed(WARRANTY)) is None  # answering alone caches nothing
+    pipeline.remember(first)  # what the question path does once grounding served it
     again = pipeline.answer("how long is the standard warranty on the k2 camera body", hits_for(WARRANTY))
     assert again.served_from == "cache" and again.tier == "cache" and again.status == "answered"
     assert again.answer == first.answer and again.notice.startswith("Served from the answer cache")
@@ -504,7 +506,7 @@ def test_repeated_question_is_served_from_the_cache_without_a_model_call(pipelin
 
 def test_regeneration_instruction_reaches_the_model_last_and_bypasses_the_cache(pipeline_for, hits_for, fake_llm):
     pipeline = pipeline_for(answer_providers=["anthropic"], cache_enabled=True)
-    assert pipeline.answer(WARRANTY, hits_for(WARRANTY)).served_from == "model"  # now cached
+    pipeline.remember(pipeline.answer(WARRANTY, hits_for(WARRANTY)))  # now cached
     instruction = "Your previous answer contained statements that the passages do not support:\n- The sky is green."
     again = pipeline.answer(WARRANTY, hits_for(WARRANTY), request_id="req_from_api", instruction=instruction)
     assert again.served_from == "model" and again.request_id == "req_from_api"
@@ -518,7 +520,9 @@ def test_regeneration_instruction_reaches_the_model_last_and_bypasses_the_cache(
 
 def test_every_provider_down_serves_a_similar_cached_answer_with_a_notice(pipeline_for, hits_for, fake_llm):
     warm = pipeline_for(answer_providers=["anthropic"], cache_enabled=True)
-    assert warm.answer(WARRANTY, hits_for(WARRANTY)).served_from == "model"
+    warmed = warm.answer(WARRANTY, hits_for(WARRANTY))
+    assert warmed.served_from == "model"
+    warm.remember(warmed)
     fake_llm.modes = {"anthropic": "500", "openai": "500"}
     # The first lookup wants a near-identical question; the last-resort lookup accepts a paraphrase.
     pipeline = pipeline_for(answer_providers=["anthropic", "openai"], cache_enabled=True, cache_threshold=0.99,
@@ -543,6 +547,7 @@ def test_stale_cache_entry_is_not_served_after_its_document_changed(pipeline_for
     store, _ = demo_index
     pipeline = pipeline_for(answer_providers=["anthropic"], cache_enabled=True)
     first = pipeline.answer(WARRANTY, hits_for(WARRANTY))
+    pipeline.remember(first)
     cited = first.citations[0]
     entry = pipeline.cache.lookup("default", pipeline.embed(WARRANTY))
     assert entry is not None
@@ -585,7 +590,8 @@ def test_daily_key_budget_refuses_once_the_ledger_reaches_it(pipeline_for, setti
     assert other.status == "answered"
 
 
-def test_cli_ask_prints_answer_citations_route_and_usage_as_json(tmp_path, fake_llm_server, model_dir):
+def test_cli_ask_verifies_the_answer_and_prints_the_query_response_as_json(tmp_path, fake_llm_server, model_dir):
+    """The fake model's sentence is in no document: the CLI, like the API, withholds it."""
     from tests.conftest import run_cli
 
     data = tmp_path / "cli-data"
@@ -595,6 +601,9 @@ def test_cli_ask_prints_answer_citations_route_and_usage_as_json(tmp_path, fake_
     proc = run_cli("ask", WARRANTY, "--json", data_dir=data, env_extra=env)
     out = json.loads(proc.stdout)
     assert out["status"] == "answered" and out["provider"] == "anthropic" and out["route"] == "simple"
-    assert out["sentences"][0]["citations"][0]["doc_id"].endswith("warranty.pdf")
-    assert {"retrieve_ms", "generate_ms", "total_ms"} <= set(out["timings_ms"])
+    assert out["sources"][0]["doc_id"].endswith("warranty.pdf")
+    assert out["decision"] == "rejected" and out["verified"] and not out["citations"]
+    assert "fake model" not in out["answer"] and out["request_id"] in out["answer"]
+    assert [c["verdict"] for c in out["claims"]] == ["unsupported"]
+    assert {"retrieve_ms", "generate_ms", "verify_ms", "total_ms"} <= set(out["timings_ms"])
     assert "sk-ant-test" not in proc.stdout + proc.stderr

@@ -6,6 +6,7 @@ read ``acme``. The demo manual's Markdown files are uploaded once (with a corrup
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -270,7 +271,12 @@ def _only_supported_claims_are_served(body: dict) -> None:
     """What a verified answer shows holds up: served = every claim supported; repaired = the unsupported
     claims' sentences were retracted; rejected or queued = none of the model's text is shown."""
     if not body["verified"]:
-        assert body["decision"] == "rejected" if body["risk"] == "high" else True
+        # Nothing was checked: a high-risk answer is withheld, a low-risk one is shown with a notice saying so
+        # (or the answer stage failed, and the answer says that).
+        if body["status"] in ("unavailable", "over_budget") or body["risk"] == "high":
+            assert body["decision"] == "rejected" and body["request_id"] in body["answer"]
+        else:
+            assert body["decision"] == "served" and "not checked" in body["notice"]
         return
     unsupported = [c for c in body["claims"] if c["verdict"] != "supported"]
     if body["decision"] == "served":
@@ -371,3 +377,73 @@ def test_a_client_disconnect_cancels_generation(client, api, acme_upload):
     assert follow.status_code == 200
     wait_until(lambda: metric_value(client.get("/metrics").text, "attest_inflight_questions") == 0, 60,
                "the cancelled question to leave its slot")
+
+
+# ---- `attest ask`: the same verified path from the command line -----------------------------------------
+WARRANTY_Q = "How long is the standard warranty on the K2 camera body?"
+BATTERY_TYPE_Q = "What battery does the Halden K2 use?"  # no document names the battery's type or chemistry
+
+
+@pytest.fixture(scope="module")
+def cli_data(tmp_path_factory, api):
+    """A data folder of its own (the server holds the API's), with the documents both questions need."""
+    from tests.conftest import run_cli
+
+    _, settings, _ = api
+    data = tmp_path_factory.mktemp("ask-data")
+    run_cli("ingest", str(DEMO / "policies" / "warranty.pdf"), str(DEMO / "manual" / "battery-and-power.md"),
+            str(DEMO / "manual" / "getting-started.md"), data_dir=data)
+    env = {"ATTEST_MODEL_CACHE_DIR": str(settings.model_cache_dir), "ATTEST_LOCAL_MODEL": FAST_MODEL,
+           "ATTEST_LOCAL_STRONG_MODEL": FAST_MODEL, "ATTEST_ANSWER_PROVIDERS": '["local"]',
+           # A shared 2-core machine can be slow: the model may take its time, the test asserts what it answers.
+           "ATTEST_LOCAL_FIRST_TOKEN_TIMEOUT_S": "600", "ATTEST_LOCAL_TOTAL_TIMEOUT_S": "900"}
+    return data, env
+
+
+def _ask(cli_data, *args):
+    from tests.conftest import run_cli
+
+    data, env = cli_data
+    return run_cli("ask", *args, data_dir=data, env_extra=env)
+
+
+def test_cli_ask_json_is_the_verified_query_response_contract(client, cli_data):
+    from jsonschema_rs import Draft202012Validator
+
+    body = json.loads(_ask(cli_data, WARRANTY_Q, "--json").stdout)
+    spec = client.get("/openapi.json").json()
+    response_schema = spec["paths"]["/v1/query"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    Draft202012Validator({**response_schema, "components": spec["components"]}).validate(body)
+    assert body["decision"] in ("served", "repaired") and body["verified"], body
+    assert body["claims"], "an answer's claims are listed"
+    for claim in body["claims"]:
+        assert claim["verdict"] in ("supported", "unsupported") and 0.0 <= claim["score"] <= 1.0, claim
+    assert {"retrieve_ms", "generate_ms", "verify_ms", "total_ms"} <= set(body["timings_ms"])
+    _only_supported_claims_are_served(body)
+    assert _cached(cli_data, WARRANTY_Q) is not None, "a served answer enters the semantic cache"
+
+
+def _cached(cli_data, question: str):
+    """The semantic cache's entry for ``question`` in the CLI's data folder (the CLI has exited: it is free)."""
+    from answer.cache import SemanticCache
+    from retrieval.dense import get_dense_encoder
+    from retrieval.store import EdgeStore
+
+    settings = make_settings(cli_data[0])
+    store = EdgeStore(settings.edge_dir)
+    try:
+        return SemanticCache(store, 0.95).lookup(settings.collection, get_dense_encoder().encode_query(question))
+    finally:
+        store.close()
+
+
+def test_cli_ask_never_serves_an_invented_battery_type_and_caches_nothing_for_it(cli_data):
+    shown = _ask(cli_data, BATTERY_TYPE_Q, "--risk", "low")
+    printed = shown.stdout.lower()
+    assert "decision " in printed and "request id" in printed
+    body = json.loads(_ask(cli_data, BATTERY_TYPE_Q, "--json").stdout)
+    served = body["answer"].lower() if body["decision"] in ("served", "repaired") else ""
+    for chemistry in ("lithium", "li-ion", "nimh", "alkaline", "polymer"):
+        assert chemistry not in served, body
+    _only_supported_claims_are_served(body)
+    assert _cached(cli_data, BATTERY_TYPE_Q) is None, "nothing about the battery type was cached"

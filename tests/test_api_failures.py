@@ -52,7 +52,7 @@ def failing(tmp_path_factory, encoder):
     for collection in ("default", "broken"):
         ingester.run([docs], collection)
     manifest.close()
-    services = Services.build(settings, store=FailingSearchStore(store), encoder=encoder, verifier=None)
+    services = Services.build(settings, store=FailingSearchStore(store), encoder=encoder, grounder=None)
     with ServerThread(create_app(settings, services=services, configure_logs=False)) as server:
         with httpx.Client(base_url=server.url, timeout=120) as client:
             yield client

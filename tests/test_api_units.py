@@ -16,7 +16,8 @@ import pytest
 from api.admission import Admission
 from api.errors import Problem
 from api.jobs import sanitise_name
-from api.question import AnswerTextStream, Verification, _word_pieces
+from answer.stream import AnswerTextStream
+from api.question import Verification, _word_pieces
 from tests.conftest import make_settings
 
 
@@ -227,7 +228,7 @@ def test_stage_spans_are_exported_over_otlp_when_an_endpoint_is_set(tmp_path, en
         settings = make_settings(tmp_path / "data", otel_endpoint=f"http://127.0.0.1:{collector.server_port}")
         tracer, shutdown = setup_tracing(settings)
         store = EdgeStore(settings.edge_dir)
-        path = QuestionPath(settings, store, encoder=encoder, verifier=None, tracer=tracer)
+        path = QuestionPath.build(settings, store, encoder, grounder=None, tracer=tracer)
         try:
             response = path.ask("How long is the warranty?")  # an empty index: declined without a model
         finally:

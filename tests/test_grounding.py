@@ -15,7 +15,7 @@ import pytest
 from answer.result import AnswerResult, AnswerSentence, Citation
 from grounding.checks import deterministic_signals, numbers_in
 from grounding.claims import split_claims
-from grounding.decide import Grounder, GroundedAnswer, verify_answer
+from grounding.decide import Grounder, GroundedAnswer
 from tests.conftest import make_settings, run_cli
 
 REPAIR_Q = "How fast are Care+ priority repairs?"
@@ -304,7 +304,7 @@ def test_failing_answer_is_queued_for_review_when_review_is_on(grounding_setting
     reviewing = Grounder(settings, scorer=grounder.scorer, store=grounder.store)
     hits = hits_for(BATTERY_Q)
     answer = make_answer(BATTERY_Q, hits, [("The Halden K2 uses a lithium-ion battery.", [1])])
-    result = verify_answer(settings, BATTERY_Q, answer, hits, grounder=reviewing)
+    result = reviewing.verify(BATTERY_Q, answer, hits)
     assert result.decision == "queued_for_review" and "review" in result.text
 
 
@@ -381,7 +381,7 @@ def test_local_model_answer_about_the_battery_never_serves_an_invented_battery(t
     pipeline = AnswerPipeline(settings, encoder=encoder)
     try:
         hits = hits_for(BATTERY_Q)
-        answer = pipeline.answer(BATTERY_Q, hits, use_cache=False, remember=False)
+        answer = pipeline.answer(BATTERY_Q, hits, use_cache=False)
     finally:
         pipeline.close()
     result = grounder.verify(BATTERY_Q, answer, hits, risk="low")

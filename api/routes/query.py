@@ -34,8 +34,7 @@ _SSE_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
 
 
 def _check(body: QueryRequest, settings) -> None:
-    if not body.question.strip():
-        raise Problem(422, "invalid-request", "Invalid request", "question: the question is empty")
+    """The limits set by configuration (the schema rejects a blank question, an unknown risk and the rest)."""
     if len(body.question) > settings.api_max_question_chars:
         raise Problem(422, "question-too-long", "Question too long",
                       f"question: {len(body.question)} characters, over the limit of {settings.api_max_question_chars} "
