@@ -46,7 +46,7 @@ from answer.usage import Principal
 from api.schemas import ClaimVerdict, QueryResponse, SourceOut
 from attest_settings import Settings
 from grounding import decide
-from grounding.decide import Grounder, GroundedAnswer
+from grounding.decide import AnswerCheck, Grounder, GroundedAnswer
 from retrieval.search import Retriever
 from retrieval.store import VectorStore
 
@@ -90,6 +90,7 @@ class Verification:
     sentences: list[AnswerSentence] | None = None  # the served sentences, citations corrected by grounding
     claims: list[ClaimVerdict] = field(default_factory=list)
     retracted: list[str] = field(default_factory=list)
+    answer_check: AnswerCheck | None = None
     confidence: float | None = None
     notice: str | None = None
     result: AnswerResult | None = None           # the regenerated answer, when grounding asked for one
@@ -110,7 +111,8 @@ class Verification:
             notice = decide.REPAIRED_NOTICE.format(count=len(retracted))
         return cls(decision=grounded.decision, verified=True, answer=grounded.text,
                    sentences=list(grounded.sentences), claims=[_claim_out(c, passages) for c in grounded.claims],
-                   retracted=retracted, confidence=float(grounded.confidence), notice=notice,
+                   retracted=retracted, answer_check=grounded.answer_check, confidence=float(grounded.confidence),
+                   notice=notice,
                    result=used if isinstance(used, AnswerResult) and used is not original else None)
 
     @classmethod
@@ -330,7 +332,8 @@ class QuestionPath:
         return QueryResponse(
             request_id=request_id, question=question, answer=answer, decision=decision, risk=risk,
             verified=verification.verified, confidence=verification.confidence, citations=citations,
-            claims=verification.claims, retracted=verification.retracted, status=result.status,
+            claims=verification.claims, retracted=verification.retracted, answer_check=verification.answer_check,
+            status=result.status,
             served_from=result.served_from, route=result.route, tier=result.tier, provider=result.provider,
             model=result.model, prompt=result.prompt, tokens=result.tokens, cost_usd=result.cost_usd,
             timings_ms=timings, notice=verification.notice or result.notice, sources=sources, cache=result.cache,

@@ -11,6 +11,7 @@ from answer.providers import ProviderName
 from answer.result import Attempt, CacheInfo, TokenCounts
 from answer.result import Citation as CitationOut
 from attest_settings import Risk
+from grounding.decide import AnswerCheck
 
 COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 NOT_BLANK = r"\S"  # at least one character that is not white space
@@ -85,6 +86,8 @@ class QueryResponse(BaseModel):
     citations: list[CitationOut] = Field(default_factory=list)
     claims: list[ClaimVerdict] = Field(default_factory=list)
     retracted: list[str] = Field(default_factory=list, description="Sentences removed because they did not hold up.")
+    answer_check: AnswerCheck | None = Field(default=None, description="Whether what is served answers the "
+                                                                       "question (absent when nothing was verified).")
     status: str = Field(description="The answer stage's status: answered, declined, unavailable, over_budget.")
     served_from: str
     route: str = ""

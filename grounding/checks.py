@@ -1,9 +1,10 @@
 """Deterministic checks: what a claim states that its sources do not, found without a model.
 
 Each check is cheap (microseconds) and explainable, and together they cover what small learned verifiers
-miss. Every one is a single entry of ``CHECKS``: a name, its kind (a ``feature`` of the calibrated score, or a
-``veto`` that alone makes a claim unsupported and is reported under the check's name), the signals it writes,
-and one function over the parsed claim and its ``Sources``:
+miss. Every one is a single entry of ``CHECKS``: a name, its kind (a ``feature`` of the calibrated score, a
+``veto`` that alone makes a claim unsupported and is reported under the check's name, or an ``answer``
+requirement that at least one served claim of an answer must meet), the signals it writes, and one function
+over the parsed claim and its ``Sources``:
 
   check                              kind     signals
   number_absent_from_sources         veto     numbers, numbers_missing   (setting: number veto)
@@ -17,6 +18,8 @@ and one function over the parsed claim and its ``Sources``:
   word_overlap                       feature  overlap_best, overlap_evidence, overlap_context
   term_absent_from_sources           veto     terms_absent_from_sources  needs every retrieved passage (term veto)
   restates_question                  veto     restates_question          needs the question; always on
+  incomplete_claim                   veto     incomplete                 "Revenue came in at." (needs the question)
+  supplies_what_is_asked             answer   supplies_asked             a who/when/how-much question's answer names one
 
 A text is parsed once (``Parsed``): its content words (stemmed with BM25's stemmer), numbers, quantities as
 (value, unit, kind) with one number pattern and one currency vocabulary, names and negation. Which checks run
@@ -126,6 +129,27 @@ _MEASURE_VERBS = [
 ]
 # A question asking for something (not yes/no): a wh-word within its first few words ("In which ...").
 _WH_QUESTION = re.compile(r"^\W*(?:\w+\W+){0,3}?(what|which|who|whom|whose|when|where|why|how)\b", re.I)
+# What a question asks for, when it asks for something an answer must name: a time, a quantity, a person or
+# a place. The first that matches decides ("How many years ..." asks for a number).
+_ASKS = [
+    ("quantity", re.compile(r"\bhow (?:many|much|long|old|far|big|large|tall|high|fast|heavy|often|deep|wide)\b"
+                            r"|\bwhat (?:percentage|percent|number|amount|proportion|fraction|size)\b", re.I)),
+    ("time", re.compile(r"^\W*(?:\w+\W+){0,2}?(?:when\b|what (?:year|date|day|month|decade|century)\b"
+                        r"|(?:in|on) (?:what|which) (?:year|date|day|month|decade|century)\b)", re.I)),
+    ("person", re.compile(r"^\W*(?:\w+\W+){0,2}?(?:who|whom|whose)\b", re.I)),
+    ("place", re.compile(r"^\W*(?:\w+\W+){0,2}?where\b", re.I)),
+]
+# Words that say when without a number: a month or season ("in March"; "may" is left out, a verb too), or a
+# time relative to an event ("on the day of purchase", "after registration", "within a week").
+_TIME_WORDS = re.compile(r"\b(?:january|february|march|april|june|july|august|september|october|november|"
+                         r"december|spring|summer|autumn|winter|monday|tuesday|wednesday|thursday|friday|"
+                         r"saturday|sunday|yesterday|today|tomorrow|century|decade|year|month|week|day|hour|"
+                         r"minute|morning|evening|night|after|before|until|since|during|once|immediately|upon|"
+                         r"within)s?\b", re.I)
+# A sentence that stops where its content should be ("Revenue in Q3 2019 came in at."): it ends on an
+# article, a preposition that needs an object, a conjunction or a copula. Lower case only ("3 A." is amperes).
+_DANGLING_END = re.compile(r"(?<![\w-])(?:a|an|the|at|of|to|from|with|by|than|and|or|is|are|was|were|be|its|"
+                           r"their)\s*[.!?]?\s*$")
 
 
 def _norm_number(raw: str) -> str:
@@ -458,6 +482,38 @@ def _restates_question(claim: Parsed, src: Sources) -> float:
     return float(_restates(claim, parse(src.question)))
 
 
+def _incomplete(claim: Parsed, src: Sources) -> float:
+    """The claim stops where its content should be ("came in at."): it states nothing to check."""
+    return float(bool(_DANGLING_END.search(claim.text)))
+
+
+def asked_for(question: str) -> str | None:
+    """What the question asks the answer to name: "time", "quantity", "person", "place", or None (a
+    yes/no, either/or, why or open question, which any relevant statement may answer)."""
+    if not _WH_QUESTION.match(question) or re.search(r"\bor\b", question, re.I):
+        return None
+    return next((kind for kind, pattern in _ASKS if pattern.search(question)), None)
+
+
+def _supplies(claim: Parsed, question: Parsed) -> bool:
+    """The claim names something of the kind its question asks for, beyond what the question itself says:
+    "When was GPT-3 released?" needs a date, "How much ...?" a number, "Who ...?" a name."""
+    kind = asked_for(question.text)
+    if kind is None:
+        return True
+    new_numbers = bool(claim.numbers - question.numbers)
+    if kind == "quantity":
+        return new_numbers
+    if kind == "time":
+        times = {m.lower() for m in _TIME_WORDS.findall(claim.text)}
+        return new_numbers or bool(times - {m.lower() for m in _TIME_WORDS.findall(question.text)})
+    return any(name not in question.lower for name in claim.names)
+
+
+def _supplies_asked(claim: Parsed, src: Sources) -> float:
+    return float(_supplies(claim, parse(src.question)))
+
+
 @dataclass(frozen=True)
 class Check:
     """One deterministic check. ``run`` returns its signals' values (one number, or a tuple in the order of
@@ -466,7 +522,7 @@ class Check:
     ``needs`` names the input beyond the evidence it reads ("passages", "question"): without it, it is not run."""
 
     name: str
-    kind: Literal["feature", "veto"]
+    kind: Literal["feature", "veto", "answer"]
     signals: tuple[str, ...]
     run: Callable[[Parsed, Sources], float | tuple[float, ...]]
     setting: Literal["number", "term"] | None = None
@@ -493,6 +549,8 @@ CHECKS: list[Check] = [
     Check("term_absent_from_sources", "veto", ("terms_absent_from_sources",), _terms_absent,
           setting="term", needs="passages"),
     Check("restates_question", "veto", ("restates_question",), _restates_question, needs="question"),
+    Check("incomplete_claim", "veto", ("incomplete",), _incomplete, needs="question"),
+    Check("supplies_what_is_asked", "answer", ("supplies_asked",), _supplies_asked, needs="question"),
 ]
 VETOES = [check for check in CHECKS if check.kind == "veto"]
 
@@ -523,9 +581,21 @@ def veto_reasons(signals: dict, number_veto: bool = True, term_veto: bool = True
     return [check.name for check in VETOES if on[check.setting] and signals.get(check.trigger, 0) > 0]
 
 
+def question_signals(claim: str, question: str) -> dict[str, float]:
+    """The signals of the checks that read the question: a claim that only says the question back, one that
+    stops where its content should be, and whether it names what the question asks for."""
+    return run_checks(claim, Sources(question=question), needs=("question",))
+
+
 def question_vetoes(claim: str, question: str) -> list[str]:
-    """The vetoes of the checks that need the question (a claim that only says the question back)."""
-    return veto_reasons(run_checks(claim, Sources(question=question), needs=("question",)))
+    """The vetoes among ``question_signals``."""
+    return veto_reasons(question_signals(claim, question))
+
+
+def answers_what_is_asked(question: str, claims: Sequence[str]) -> bool:
+    """An answer-level requirement: at least one of the ``claims`` served names what the question asks for
+    (a sentence that is true but supplies no who / when / how much is not an answer)."""
+    return any(question_signals(claim, question)["supplies_asked"] > 0 for claim in claims)
 
 
 def contained(signals: dict) -> bool:

@@ -15,11 +15,15 @@ Per claim (grounding/verifier.py scores; the threshold is the risk level's, from
    sensor.") is failed too (veto ``restates_question``): supported or not, it answers nothing.
 
 Per answer:
-- every claim supported -> ``served``;
+- every claim supported, and the answer answers the question -> ``served``. Answering means: a served claim
+  names what the question asks for (a who / when / how much question needs a name / time / number the
+  question did not give: "Revenue came in at." answers nothing), and, at the risk levels of
+  ``grounding_answer_judge_risks``, the judge reads the passages as stating this answer to this question;
 - some unsupported -> ``repaired``: the sentences holding them are removed when what remains still answers
   the question; otherwise, when a ``regenerate`` callable is given, one regeneration with a stricter prompt
   that names the failing claims, verified again;
-- still failing -> ``rejected`` with a clear, safe message, or ``queued_for_review`` when review is on.
+- still failing -> ``rejected`` with a clear, safe message (the documents do not say, when every claim held
+  but none answered), or ``queued_for_review`` when review is on.
 No claim scored under its risk level's threshold is ever part of the served text.
 """
 
@@ -32,15 +36,17 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from answer.passages import NumberedPassages
-from grounding.checks import question_vetoes
+from grounding.checks import answers_what_is_asked, asked_for, question_vetoes
 from grounding.claims import SplitAnswer, split_claims
 from grounding.evidence import Evidence, EvidencePool, Passage
-from grounding.judge import PROMPT_VERSION as JUDGE_PROMPT_VERSION, evidence_block
+from grounding.judge import PROMPT_VERSION as JUDGE_PROMPT_VERSION, answer_prompt, evidence_block
 from grounding.verifier import ClaimScorer, ScoreItem, Scored
 
 Decision = Literal["served", "repaired", "rejected", "queued_for_review"]
 CitationStatus = Literal["ok", "corrected", "added", "unsupported", "none"]
-PROMPT_VERSION = "grounding@2"  # @2: restated questions fail, fragments are checked with their question
+# @2: restated questions fail, fragments are checked with their question; @3: the answer as a whole must
+# name what the question asks for (and, where the answer judge is on, be stated as the answer by the passages)
+PROMPT_VERSION = "grounding@3"
 
 # What the user reads for each decision that does not show the model's text, and the notices beside it.
 # The API shows these as they are; no other stage writes its own version of them.
@@ -48,6 +54,8 @@ REJECTED_TEXT = ("I could not verify an answer to this question against your doc
                  "Try rephrasing the question, or check the cited documents directly. (request id {request_id})")
 REVIEW_TEXT = ("This answer could not be verified against your documents and has been sent for review by a "
                "person. (request id {request_id})")
+NOT_ANSWERED_TEXT = ("Your documents do not say. The passages found for this question do not state its answer, so "
+                     "I am not giving one. (request id {request_id})")
 UNVERIFIED_WITHHELD_TEXT = ("This high-risk answer is withheld: {why}, so its claims could not be checked against "
                             "your documents. (request id {request_id})")
 UNVERIFIED_NOTICE = "The claims of this answer were not checked against your documents: {why}."
@@ -88,6 +96,18 @@ class ClaimVerdict(BaseModel):
         return self.cited_passages
 
 
+class AnswerCheck(BaseModel):
+    """The answer as a whole against its question: does what is served answer it?"""
+
+    asks: str | None = Field(description="What the question asks the answer to name: time, quantity, person, "
+                                         "place, or None (any relevant statement may answer it).")
+    supplied: bool = Field(description="A served claim names something of that kind the question did not.")
+    judge_p: float | None = Field(default=None, description="The judge's P(the passages state this answer as the "
+                                                            "answer to the question), where the answer judge ran.")
+    threshold: float | None = None
+    answers: bool
+
+
 class CitationCorrection(BaseModel):
     claim: str
     sentence: int
@@ -111,6 +131,7 @@ class GroundedAnswer(BaseModel):
     corrected_citations: list[CitationCorrection] = Field(default_factory=list)
     regenerated: bool = False
     failing_claims: list[str] = Field(default_factory=list)
+    answer_check: AnswerCheck | None = None
     model: str
     prompt_version: str = PROMPT_VERSION
     timings_ms: dict[str, float] = Field(default_factory=dict)
@@ -298,20 +319,55 @@ class Grounder:
                        for v in verdicts if v.citation in ("corrected", "added")]
         base.update(claims=verdicts, corrected_citations=corrections, failing_claims=failing, timings_ms=timings)
         if not failing:
-            return GroundedAnswer(decision="served", text=_text(sentences), sentences=sentences,
-                                  confidence=min(v.score for v in verdicts), **base)
+            check = self._answer_check(question, verdicts, sentences, passages, risk, timings)
+            if check.answers:
+                return GroundedAnswer(decision="served", text=_text(sentences), sentences=sentences,
+                                      confidence=min(v.score for v in verdicts), answer_check=check, **base)
+            # Every claim holds, and none answers the question: the answer is the decline.
+            base["failing_claims"] = [v.claim for v in verdicts]
+            return self._withheld(base, split.sentences, check, NOT_ANSWERED_TEXT)
 
         bad = {v.sentence for v in verdicts if not v.supported}
         kept = [s for i, s in indexed if i not in bad]
         removed = [split.sentences[i] for i in sorted(bad)]
         kept_claims = [v for v in verdicts if v.sentence not in bad]
         if kept_claims and self._still_answers(question, split, verdicts, bad):
-            return GroundedAnswer(decision="repaired", text=_text(kept), sentences=kept, removed_sentences=removed,
-                                  confidence=min(v.score for v in kept_claims), **base)
+            check = self._answer_check(question, kept_claims, kept, passages, risk, timings)
+            if check.answers:
+                return GroundedAnswer(decision="repaired", text=_text(kept), sentences=kept,
+                                      removed_sentences=removed, confidence=min(v.score for v in kept_claims),
+                                      answer_check=check, **base)
+            return self._withheld(base, split.sentences, check, NOT_ANSWERED_TEXT)
+        return self._withheld(base, removed, None, REJECTED_TEXT)
+
+    def _withheld(self, base: dict, removed: list[str], check: AnswerCheck | None, text: str) -> GroundedAnswer:
+        """Rejected (or queued for a reviewer): none of the model's text is shown."""
         review = self.settings.grounding_review
-        message = (REVIEW_TEXT if review else REJECTED_TEXT).format(request_id=request_id or "-")
+        message = (REVIEW_TEXT if review else text).format(request_id=base["request_id"] or "-")
         return GroundedAnswer(decision="queued_for_review" if review else "rejected", text=message, sentences=[],
-                              removed_sentences=removed, confidence=0.0, **base)
+                              removed_sentences=removed, confidence=0.0, answer_check=check, **base)
+
+    def _answer_check(self, question: str, verdicts: list[ClaimVerdict], sentences: list, passages: list[Passage],
+                      risk: str, timings: dict) -> AnswerCheck:
+        """Does what would be served answer the question? It must name what the question asks for (a time, a
+        quantity, a person, a place: grounding/checks.py); where the answer judge serves this risk level, the
+        judge must also read it, in the passages the model was given, as stated to be the answer."""
+        check = AnswerCheck(asks=asked_for(question), supplied=answers_what_is_asked(question,
+                                                                                 [v.claim for v in verdicts]),
+                            answers=False)
+        check.answers = check.supplied
+        if not check.supplied or risk not in self.settings.grounding_answer_judge_risks:
+            return check
+        judge = self.scorer.load_judge()
+        if judge is None:
+            return check
+        t = time.perf_counter()
+        served = " ".join(s.text for s in sentences)
+        check.judge_p = round(judge.p_yes(answer_prompt([p.text for p in passages], question, served)), 4)
+        check.threshold = self.settings.grounding_answer_judge_threshold
+        check.answers = check.judge_p >= check.threshold
+        timings["answer_judge_ms"] = _ms(time.perf_counter() - t)
+        return check
 
     def _still_answers(self, question: str, split: SplitAnswer, verdicts: list[ClaimVerdict], bad: set[int]) -> bool:
         """What remains after removing ``bad`` sentences still answers the question: its best match to the

@@ -34,6 +34,19 @@ YES_WORDS = ("Yes", " Yes", "yes", " yes", "YES")
 NO_WORDS = ("No", " No", "no", " no", "NO")
 
 
+ANSWER_PROMPT_VERSION = "answer-judge@1"
+ANSWER_QUESTION = ("Do the documents state that the proposed answer is the answer to the question? "
+                   "Answer Yes or No.")
+
+
+def answer_prompt(documents: list[str], question: str, answer: str) -> str:
+    """The answer-level question: the whole answer against the passages the model read (not claim by claim),
+    so that true words in the wrong relation ("Ramos chaired the final" for "Who won?") are caught."""
+    lines = "\n".join(f"[{i}] {text.strip()}" for i, text in enumerate(documents, start=1))
+    return (f"Documents:\n{lines}\n\nQuestion: {question.strip()}\nProposed answer: {answer.strip()}\n\n"
+            f"{ANSWER_QUESTION}")
+
+
 def evidence_block(evidence: list[str]) -> str:
     """The shared first part of every prompt for one answer: numbered evidence sentences."""
     lines = [f"[{i}] {text.strip()}" for i, text in enumerate(evidence, start=1)]
@@ -53,6 +66,9 @@ class Judge(Protocol):
 
     def p_supported(self, evidence_text: str, claim: str) -> float:
         """P(the evidence supports the claim), from the answer options' log-probabilities."""
+
+    def p_yes(self, user_text: str) -> float:
+        """P(Yes) to a yes/no question put as ``user_text`` (after the fact checker's system prompt)."""
 
 
 def _two_way(yes_logprob: float, no_logprob: float) -> float:
@@ -115,7 +131,13 @@ class LlamaJudge:
         return logits, len(tokens) - prefix
 
     def p_supported(self, evidence_text: str, claim: str) -> float:
-        prompt = chat_prefix(evidence_text) + chat_suffix(claim)
+        return self._p_yes_of(chat_prefix(evidence_text) + chat_suffix(claim))
+
+    def p_yes(self, user_text: str) -> float:
+        return self._p_yes_of(f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{user_text}<|im_end|>\n"
+                              f"<|im_start|>assistant\n")
+
+    def _p_yes_of(self, prompt: str) -> float:
         llama = self.loaded.llama
         with self.loaded.lock:
             tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
@@ -152,10 +174,12 @@ class OpenAIJudge:
                    settings.openai_total_timeout_s)
 
     def p_supported(self, evidence_text: str, claim: str) -> float:
+        return self.p_yes(f"{evidence_text}\n\n{chat_suffix_plain(claim)}")
+
+    def p_yes(self, user_text: str) -> float:
         body = {
             "model": self.model,
-            "messages": [{"role": "system", "content": SYSTEM},
-                         {"role": "user", "content": f"{evidence_text}\n\n{chat_suffix_plain(claim)}"}],
+            "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user_text}],
             "max_tokens": 1, "temperature": 0, "logprobs": True, "top_logprobs": 10,
         }
         response = self._client.post("/chat/completions", json=body)

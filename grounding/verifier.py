@@ -110,8 +110,11 @@ class ClaimScorer:
     def judge_for(self, risk: str):
         """The judge for requests of ``risk``, loaded on first use; None when that risk level goes without
         one, or when it cannot be loaded (then the verifier decides alone, and ``judge_error`` says why)."""
-        if risk not in self.judge_risks:
-            return None
+        return self.load_judge() if risk in self.judge_risks else None
+
+    def load_judge(self):
+        """The judge whatever the risk level (the answer-level question has risk levels of its own), loaded
+        on first use; None when none is configured or it cannot be loaded (``judge_error`` says why)."""
         with self._judge_lock:
             if self._judge is None and self._judge_loader is not None and self.judge_error is None:
                 try:

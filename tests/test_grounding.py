@@ -139,6 +139,8 @@ VETO_CASES = {
     "term_absent_from_sources": ("It uses a lithium-ion battery.",
                                  dict(evidence=["It uses a battery."], passages="It uses a battery.")),
     "restates_question": ("The Halden K2 uses a battery.", dict(question="What battery does the Halden K2 use?")),
+    "incomplete_claim": ("Tesla's revenue in Q3 2019 came in at.",
+                         dict(question="What was Tesla's revenue in Q3 2019?")),
 }
 
 
@@ -149,7 +151,7 @@ def test_check_registry_names_are_unique_and_every_veto_is_reported_when_its_sig
     signals = [s for c in CHECKS for s in c.signals]
     assert len(set(signals)) == len(signals), "two checks write the same signal"
     vetoes = [c for c in CHECKS if c.kind == "veto"]
-    assert all(c.kind in ("feature", "veto") for c in CHECKS)
+    assert all(c.kind in ("feature", "veto", "answer") for c in CHECKS)
     assert {c.name for c in vetoes} == set(VETO_CASES), "every veto check needs a case in VETO_CASES"
     for check in vetoes:
         assert check.trigger in check.signals
@@ -170,6 +172,24 @@ def test_deterministic_signals_run_the_checks_whose_inputs_are_given():
     assert list(plain) == [s for c in CHECKS if c.needs == "evidence" for s in c.signals]
     with_passages = deterministic_signals("Repairs take 5 days at HK2-100.", evidence, passages=evidence[0])
     assert with_passages["terms_absent_from_sources"] == 1 and "restates_question" not in with_passages
+
+
+@pytest.mark.parametrize("question, claim, supplies", [
+    ("When was GPT-3 released?", "GPT-3 was released by OpenAI.", False),
+    ("When was GPT-3 released?", "When was GPT-3 released? Dec 2, 2022.", True),  # true or not: a date is named
+    ("When does Care+ start?", "Care+ starts on the day of purchase.", True),
+    ("How much was Tesla's revenue in Q3 2019?", "Tesla's revenue in Q3 2019 was reported.", False),
+    ("How long is the warranty?", "The warranty lasts two years.", True),
+    ("Who won the women's singles at Wimbledon in 2018?", "The women's singles final was played in 2018.", False),
+    ("Who won the women's singles at Wimbledon in 2018?", "Angelique Kerber won the final.", True),
+    ("Where is the service centre?", "The service centre is in Oslo.", True),
+    ("What battery does the Halden K2 use?", "It charges over USB-C.", True),  # open question: no kind asked
+    ("Is the K2 weather sealed or not?", "It is sealed.", True),
+])
+def test_an_answer_must_name_what_its_question_asks_for(question, claim, supplies):
+    from grounding.checks import answers_what_is_asked
+
+    assert answers_what_is_asked(question, [claim]) is supplies
 
 
 def test_quantities_are_parsed_once_into_value_unit_and_kind():
@@ -208,6 +228,28 @@ def test_supported_answer_is_served(grounder, hits_for):
     assert all(v.supported and v.score >= result.threshold and v.citation == "ok" for v in result.claims)
     assert 0 < result.confidence <= 1 and result.confidence == min(v.score for v in result.claims)
     assert "5 business days" in result.text and "free shipping" in result.text
+
+
+def test_true_sentences_that_do_not_name_what_was_asked_are_declined_plainly(grounder, hits_for):
+    """"How fast ...?" asks for a quantity: a true sentence without one is no answer, however well supported."""
+    hits = hits_for(REPAIR_Q)
+    n = passage_with(hits, "within 5 business days")
+    answer = make_answer(REPAIR_Q, hits, [("Care+ also gives free shipping in both directions for all Care+ claims.",
+                                           [n])])
+    result = grounder.verify(REPAIR_Q, answer, hits, risk="low")
+    assert all(v.supported for v in result.claims), "the sentence itself holds"
+    assert result.decision == "rejected" and result.text.startswith("Your documents do not say.")
+    assert result.answer_check.asks == "quantity" and not result.answer_check.answers
+    assert result.removed_sentences == ["Care+ also gives free shipping in both directions for all Care+ claims."]
+    assert "req_test" in result.text
+
+
+def test_a_sentence_that_stops_where_its_content_should_be_is_never_served(grounder, hits_for):
+    hits = hits_for(REPAIR_Q)
+    n = passage_with(hits, "within 5 business days")
+    answer = make_answer(REPAIR_Q, hits, [("Priority repairs are completed within 5 business days of the.", [n])])
+    result = grounder.verify(REPAIR_Q, answer, hits, risk="low")
+    assert result.decision == "rejected" and "incomplete_claim" in result.claims[0].vetoes
 
 
 def test_unsupported_sentence_is_removed_and_answer_repaired(grounder, hits_for):
@@ -320,7 +362,7 @@ def test_every_verdict_is_stored(grounding_settings, grounder, hits_for):
     request_id, claim, evidence_ids, signals, score, decision, model, prompt_version = rows[0]
     assert claim == "Care+ extends the total coverage to 4 years." and decision == "served"
     assert hits[n - 1].id in json.loads(evidence_ids) and "verifier_logit" in json.loads(signals)
-    assert 0 <= score <= 1 and model.startswith("minilm-verifier") and prompt_version == "grounding@2"
+    assert 0 <= score <= 1 and model.startswith("minilm-verifier") and prompt_version == "grounding@3"
 
 
 def test_decline_has_no_claims_and_is_served_as_is(grounder, hits_for):
