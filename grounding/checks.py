@@ -495,13 +495,18 @@ def asked_for(question: str) -> str | None:
     return next((kind for kind, pattern in _ASKS if pattern.search(question)), None)
 
 
+def _any_numbers(text: Parsed) -> frozenset[str]:
+    """Every number, counting number words inside compounds too ("a two-year warranty")."""
+    return text.numbers | {_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower) if w in _NUMBER_WORDS}
+
+
 def _supplies(claim: Parsed, question: Parsed) -> bool:
     """The claim names something of the kind its question asks for, beyond what the question itself says:
     "When was GPT-3 released?" needs a date, "How much ...?" a number, "Who ...?" a name."""
     kind = asked_for(question.text)
     if kind is None:
         return True
-    new_numbers = bool(claim.numbers - question.numbers)
+    new_numbers = bool(_any_numbers(claim) - _any_numbers(question))
     if kind == "quantity":
         return new_numbers
     if kind == "time":

@@ -180,6 +180,7 @@ def test_deterministic_signals_run_the_checks_whose_inputs_are_given():
     ("When does Care+ start?", "Care+ starts on the day of purchase.", True),
     ("How much was Tesla's revenue in Q3 2019?", "Tesla's revenue in Q3 2019 was reported.", False),
     ("How long is the warranty?", "The warranty lasts two years.", True),
+    ("How long is the warranty on the K2 body?", "The K2 body has a two-year limited warranty.", True),
     ("Who won the women's singles at Wimbledon in 2018?", "The women's singles final was played in 2018.", False),
     ("Who won the women's singles at Wimbledon in 2018?", "Angelique Kerber won the final.", True),
     ("Where is the service centre?", "The service centre is in Oslo.", True),
