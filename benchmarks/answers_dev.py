@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -192,6 +193,7 @@ def main() -> None:
               f"{time.perf_counter() - started:.0f} s ({data_dir})", flush=True)
     port = free_port()
     server = serve(data_dir, port, dict(item.split("=", 1) for item in args.env))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a killed run still stops its server (finally below)
     rows: list[dict] = []
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=900) as client:

@@ -261,6 +261,12 @@ def test_query_returns_the_answer_contract(answered):
         assert claim["score"] is None or 0.0 <= claim["score"] <= 1.0
     if body["decision"] in ("served", "repaired") and body["status"] == "answered":
         assert body["citations"], "an answered, served answer cites its sources"
+    # "How long ...?" asks for a quantity: what is served names the charge time, or the answer is declined.
+    assert body["answer_check"]["asks"] == "quantity"
+    if body["decision"] in ("served", "repaired"):
+        assert body["answer_check"]["answers"] and "2 hours 30 minutes" in body["answer"], body
+    else:
+        assert body["decision"] == "rejected" and body["answer"].startswith("Your documents do not say"), body
     if not body["verified"]:
         assert all(c["verdict"] == "unverified" for c in body["claims"]) and body["notice"]
     else:
@@ -331,6 +337,9 @@ def test_low_risk_stream_sends_tokens_then_verdicts_then_final(client, acme_uplo
     assert names[0] == "retrieval" and names[-1] == "final", names
     assert "error" not in names
     final = events[-1][1]
+    # Every sentence the 0.5B writes about Care+ is in the plan's document: served as written.
+    assert final["decision"] == "served" and final["claims"], final
+    assert all(c["verdict"] == "supported" for c in final["claims"])
     tokens = [i for i, n in enumerate(names) if n == "token"]
     claims = [i for i, n in enumerate(names) if n == "claim"]
     if final["status"] == "answered":
@@ -346,6 +355,10 @@ def test_high_risk_stream_sends_only_verified_text_after_the_verdicts(client, ac
     names = [name for name, _ in events]
     assert names[0] == "retrieval" and names[-1] == "final", names
     final = events[-1][1]
+    # The 0.5B's "a USB PD adapter rated 18 W or higher is fastest" scores under the high-risk threshold (the
+    # document recommends that adapter; it never says it is the fastest): withheld, and nothing of it streamed.
+    assert final["decision"] == "rejected" and final["verified"], final
+    assert all(c["text"] not in final["answer"] for c in final["claims"])
     tokens = [i for i, n in enumerate(names) if n == "token"]
     claims = [i for i, n in enumerate(names) if n == "claim"]
     assert tokens, "the (verified or withheld) text is streamed"
