@@ -1,6 +1,6 @@
 """The claim verifier on two fixed dev splits, old (shipped) against new (issue 13, deliverables 2 and 4).
 
-    python benchmarks/verifier_dev.py --new grounding/verifier-v2
+    python benchmarks/verifier_dev.py --new build/v2
 
 Dev splits (never trained on by the new verifier):
 1. SciFact: ``grounding/training/scifact-dev-split.json`` (30% of the 868 claim/context pairs, stratified by
@@ -92,7 +92,7 @@ def speed(model, pairs, threads: int) -> float:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", type=Path, default=ROOT / "grounding" / "verifier")
-    parser.add_argument("--new", type=Path, default=ROOT / "grounding" / "verifier-v2")
+    parser.add_argument("--new", type=Path, default=ROOT / "build" / "v2")
     parser.add_argument("--prepared", type=Path, default=ROOT / "build" / "gpu", help="grounding.training.prepare output")
     parser.add_argument("--relations", type=Path, default=ROOT / "build" / "relations")
     parser.add_argument("--cv", type=Path, default=ROOT / "grounding" / "training" / "cv.json")

@@ -1,7 +1,7 @@
 """Package a trained candidate verifier as a folder the service can load (grounding/crossencoder.py).
 
     python -m grounding.training.package_verifier --run build/v2 --data build/relations \\
-        --eval build/eval/both.json --out grounding/verifier-v2
+        --eval build/eval/both.json --out build/verifier-v2
 
 Copies ``<run>/verifier.safetensors`` (fp16, every parameter except the frozen word embeddings) and writes
 ``verifier.json``: the keys ``VerifierModel`` reads (``max_len``, ``k``, ``configuration``) plus the facts of
