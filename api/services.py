@@ -49,8 +49,6 @@ class Services:
         encoder = encoder or get_dense_encoder()
         records = Records(settings.database_path)
         locks = CollectionLocks()
-        if grounder == "auto":
-            grounder = Grounder(settings, encoder=encoder) if settings.grounding_enabled else None
         question = QuestionPath.build(settings, store, encoder, grounder=grounder, records=records, metrics=metrics,
                                       tracer=tracer)
         jobs = JobRunner(settings, store, records, locks, encoder=encoder, metrics=metrics)
