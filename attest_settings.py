@@ -199,10 +199,10 @@ class Settings(BaseSettings):
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     # Prompts (answer/prompts/<name>@<version>.txt); the retry uses the simplified one.
-    answer_prompt: str = "answer@1"
+    answer_prompt: str = "answer@2"
     # A folder searched before answer/prompts/ for <name>@<version>.txt (your own or a candidate prompt).
     prompts_dir: Path | None = None
-    answer_retry_prompt: str = "answer-simple@1"
+    answer_retry_prompt: str = "answer-simple@2"
     answer_passages: int = Field(default=5, ge=1, le=20)
     answer_max_tokens: int = Field(default=400, ge=32, le=4096)
     # Circuit breaker per provider: opens after N consecutive failures, probes again after the cool-down.
@@ -295,6 +295,10 @@ class Settings(BaseSettings):
     # about 7 s per answer on 2 cores); under grounding_answer_judge_threshold the answer is declined.
     grounding_answer_judge_risks: list[Risk] = ["high"]
     grounding_answer_judge_threshold: float = Field(default=0.7, gt=0, lt=1)
+    # The model's short answer is verified as the answer to the question ("Who won X?" + "Naomi Osaka"):
+    # when it fails, the whole answer is declined (true sentences that do not state what was asked are no
+    # answer). Off: a failing short answer is only left out, and the sentences decide alone.
+    grounding_short_answer_decides: bool = True
 
     def provider_settings(self, name: str) -> ProviderSettings:
         """Provider ``name``'s settings as its sub-model, e.g. ``provider_settings("openai").base_url``."""

@@ -165,6 +165,7 @@ class AnswerPipeline:
         vector = question_vector or self.embed(result.question)
         cached = {
             "answer": result.answer,
+            "short_answer": result.short_answer,
             "sentences": [s.model_dump() for s in result.sentences],
             "provider": result.provider, "model": result.model, "prompt": result.prompt, "route": result.route,
         }
@@ -305,6 +306,7 @@ class _Request:
             request_id=self.id, question=self.question, status=status, served_from=served_from,
             answer=text if text is not None else format_answer(answer),
             answerable=bool(answer and answer.answerable),
+            short_answer=answer.short_answer if answer is not None and answer.answerable else None,
             sentences=self._citations(answer) if answer is not None else [],
             route=decision.route.value if decision else "", route_reasons=decision.reasons if decision else [],
             tier=tier, provider=provider, model=model, prompt=prompt, tokens=self.tokens, cost_usd=self.cost,
@@ -316,7 +318,7 @@ class _Request:
         decision = self.decision
         return AnswerResult(
             request_id=self.id, question=self.question, status="answered", served_from="cache",
-            answer=cached["answer"], answerable=True,
+            answer=cached["answer"], answerable=True, short_answer=cached.get("short_answer"),
             sentences=[AnswerSentence.model_validate(s) for s in cached["sentences"]],
             route=decision.route.value if decision else cached.get("route", ""),
             route_reasons=decision.reasons if decision else [], tier="cache", provider=cached.get("provider"),

@@ -65,6 +65,8 @@ class AnswerResult(BaseModel):
     served_from: ServedFrom
     answer: str
     answerable: bool
+    short_answer: str | None = Field(default=None, description="The entity, number, date or phrase that answers "
+                                                               "the question, as the model gave it (unverified).")
     sentences: list[AnswerSentence] = Field(default_factory=list)
     route: str
     route_reasons: list[str] = Field(default_factory=list)

@@ -231,6 +231,8 @@ def ask(
 def _print_answer(response) -> None:
     """The answer first, then what was checked: decision, each claim's verdict, what was retracted, sources."""
     out = Console(soft_wrap=True)
+    if response.short_answer:  # verified as the answer to the question: first, then the sentences behind it
+        out.print(f"[bold]{escape(response.short_answer)}[/bold]")
     out.print(response.answer, markup=False)
     if response.notice and response.notice != response.answer:
         out.print(f"[yellow]note:[/yellow] {escape(response.notice)}")

@@ -91,6 +91,7 @@ class Verification:
     claims: list[ClaimVerdict] = field(default_factory=list)
     retracted: list[str] = field(default_factory=list)
     answer_check: AnswerCheck | None = None
+    short_answer: str | None = None              # verified; None when absent, failed or withheld
     confidence: float | None = None
     notice: str | None = None
     result: AnswerResult | None = None           # the regenerated answer, when grounding asked for one
@@ -111,7 +112,8 @@ class Verification:
             notice = decide.REPAIRED_NOTICE.format(count=len(retracted))
         return cls(decision=grounded.decision, verified=True, answer=grounded.text,
                    sentences=list(grounded.sentences), claims=[_claim_out(c, passages) for c in grounded.claims],
-                   retracted=retracted, answer_check=grounded.answer_check, confidence=float(grounded.confidence),
+                   retracted=retracted, answer_check=grounded.answer_check, short_answer=grounded.short_answer,
+                   confidence=float(grounded.confidence),
                    notice=notice,
                    result=used if isinstance(used, AnswerResult) and used is not original else None)
 
@@ -305,7 +307,8 @@ class QuestionPath:
         if not (verification.decision in ("served", "repaired") and verification.verified
                 and result.served_from == "model" and result.answerable and verification.sentences):
             return
-        served = result.model_copy(update={"answer": verification.answer, "sentences": verification.sentences})
+        served = result.model_copy(update={"answer": verification.answer, "sentences": verification.sentences,
+                                           "short_answer": verification.short_answer})
         try:
             entry_id = self.pipeline.remember(served, vector, collection, filters or None)
             if entry_id and self.records is not None:
@@ -331,6 +334,7 @@ class QuestionPath:
         timings["total_ms"] = _ms(time.perf_counter() - started)
         return QueryResponse(
             request_id=request_id, question=question, answer=answer, decision=decision, risk=risk,
+            short_answer=_short_answer(result, verification),
             verified=verification.verified, confidence=verification.confidence, citations=citations,
             claims=verification.claims, retracted=verification.retracted, answer_check=verification.answer_check,
             status=result.status,
@@ -352,6 +356,16 @@ class QuestionPath:
             self.metrics.observe_answer(response)
         emit("final", response.model_dump(mode="json"))
         return response
+
+
+def _short_answer(result: AnswerResult, verification: Verification) -> str | None:
+    """The short answer the user may see: verified by grounding (or by it when the answer was first cached);
+    unverified only where the whole answer is served unverified (low risk with verification off)."""
+    if verification.decision not in ("served", "repaired") or not result.answerable:
+        return None
+    if result.served_from == "cache" and verification.notice == decide.CACHED_VERDICTS_NOTICE:
+        return result.short_answer  # cached as it was served: verified when first given
+    return verification.short_answer if verification.verified else result.short_answer
 
 
 def _unverified_claims(result: AnswerResult) -> list[ClaimVerdict]:

@@ -76,9 +76,28 @@ class SourceOut(BaseModel):
 class QueryResponse(BaseModel):
     """DESIGN.md "Behaviour contracts": every answer carries all of this."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "request_id": "req_4f1c2a9b0d3e4c5f6a7b", "question": "How long is the warranty on the camera body?",
+        "short_answer": "24 months",
+        "answer": "The standard warranty on the K2 camera body lasts 24 months from the date of purchase. [1]",
+        "decision": "served", "risk": "low", "verified": True, "confidence": 0.93,
+        "citations": [{"passage": 1, "chunk_id": "c3f0a1", "doc_id": "warranty.md", "source": "data/demo/warranty.md",
+                       "title": "Warranty", "page": None,
+                       "quote": "The K2 camera body is covered for 24 months from the date of purchase."}],
+        "claims": [{"text": "The standard warranty on the K2 camera body lasts 24 months from the date of purchase.",
+                    "sentence": 0, "verdict": "supported", "score": 0.93, "threshold": 0.5, "citations": ["c3f0a1"],
+                    "evidence": ["c3f0a1"], "supporting": ["c3f0a1"], "signals": {}, "vetoes": [],
+                    "citation": "ok", "corrected_citation": False}],
+        "status": "answered", "served_from": "model", "route": "simple", "tier": "fast", "provider": "local",
+        "model": "qwen2.5-coder-0.5b", "prompt": "answer@2"}]})
+
     request_id: str
     question: str
     answer: str = Field(description="What may be shown: only supported (or repaired) text, never blank.")
+    short_answer: str | None = Field(default=None, description=(
+        "The entity, number, date or phrase that answers the question (\"24 months\"), shown before the "
+        "sentences that back it; served only when the passages state it as the answer to this question. "
+        "None when the question wants an explanation, or when it was not verified."))
     decision: Decision
     risk: Risk
     verified: bool = Field(description="False when no claim verification ran (the grounding stage is absent).")

@@ -603,6 +603,13 @@ def answers_what_is_asked(question: str, claims: Sequence[str]) -> bool:
     return any(question_signals(claim, question)["supplies_asked"] > 0 for claim in claims)
 
 
+def short_answer_supplies(question: str, short_answer: str) -> bool:
+    """A short answer ("Osaka", "24 months", "Dec 2, 2022") is of the kind the question asks for. It is read
+    inside a carrier sentence: a capitalised first word of a sentence is not taken for a name, and a short
+    answer is all first word."""
+    return _supplies(parse(f"It is {short_answer}."), parse(question))
+
+
 def contained(signals: dict) -> bool:
     """Entailment by containment: every content word of the claim is in one evidence sentence, and nothing
     contradicts it (negation, direction, numbers). On SciFact this fired on 14 of 868 pairs, all supported."""

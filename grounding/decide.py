@@ -36,8 +36,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from answer.passages import NumberedPassages
-from grounding.checks import answers_what_is_asked, asked_for, question_vetoes
-from grounding.claims import SplitAnswer, split_claims
+from grounding.checks import answers_what_is_asked, asked_for, question_vetoes, short_answer_supplies
+from grounding.claims import Claim, SplitAnswer, answer_statement, split_claims
 from grounding.evidence import Evidence, EvidencePool, Passage
 from grounding.judge import PROMPT_VERSION as JUDGE_PROMPT_VERSION, answer_prompt, evidence_block
 from grounding.verifier import ClaimScorer, ScoreItem, Scored
@@ -45,8 +45,9 @@ from grounding.verifier import ClaimScorer, ScoreItem, Scored
 Decision = Literal["served", "repaired", "rejected", "queued_for_review"]
 CitationStatus = Literal["ok", "corrected", "added", "unsupported", "none"]
 # @2: restated questions fail, fragments are checked with their question; @3: the answer as a whole must
-# name what the question asks for (and, where the answer judge is on, be stated as the answer by the passages)
-PROMPT_VERSION = "grounding@3"
+# name what the question asks for (and, where the answer judge is on, be stated as the answer by the passages);
+# @4: the short answer is verified as the answer to the question (question + short answer, one statement)
+PROMPT_VERSION = "grounding@4"
 
 # What the user reads for each decision that does not show the model's text, and the notices beside it.
 # The API shows these as they are; no other stage writes its own version of them.
@@ -105,6 +106,12 @@ class AnswerCheck(BaseModel):
     judge_p: float | None = Field(default=None, description="The judge's P(the passages state this answer as the "
                                                             "answer to the question), where the answer judge ran.")
     threshold: float | None = None
+    short_answer: str | None = Field(default=None, description="The model's short answer, as it was checked.")
+    statement: str | None = Field(default=None, description="What was verified for it: the question and the "
+                                                            "short answer as one statement.")
+    short_answer_score: float | None = Field(default=None, description="Calibrated P(the passages state it).")
+    short_answer_supported: bool | None = Field(default=None, description="Supported, and of the kind the "
+                                                                          "question asks for.")
     answers: bool
 
 
@@ -132,6 +139,8 @@ class GroundedAnswer(BaseModel):
     regenerated: bool = False
     failing_claims: list[str] = Field(default_factory=list)
     answer_check: AnswerCheck | None = None
+    short_answer: str | None = Field(default=None, description="The verified short answer; None when there was "
+                                                               "none, it failed, or nothing is served.")
     model: str
     prompt_version: str = PROMPT_VERSION
     timings_ms: dict[str, float] = Field(default_factory=dict)
@@ -302,7 +311,17 @@ class Grounder:
         if not split.claims:  # a decline, a failure message, or nothing checkable: nothing to verify
             return GroundedAnswer(decision="served", text=getattr(answer, "answer", "") or "",
                                   sentences=list(getattr(answer, "sentences", []) or []), confidence=1.0, **base)
-        verdicts, timings = self.check_claims(split, passages, risk)
+        # The short answer rides along as one more claim (its evidence pool and scoring rounds are shared):
+        # the question and the short answer as one statement, checked against the passages the answer cites.
+        short = getattr(answer, "short_answer", None)
+        statement = answer_statement(question, short)
+        checked = split
+        if statement:
+            cited = sorted({n for c in split.claims for n in c.passages})
+            checked = SplitAnswer(split.sentences, [*split.claims, Claim(statement, -1, cited)], split.skipped,
+                                  split.cites)
+        verdicts, timings = self.check_claims(checked, passages, risk)
+        short_verdict = verdicts.pop() if statement else None
         for verdict in verdicts:
             # The question checks (saying the question back is no answer, however well the passages support it).
             late = question_vetoes(verdict.claim, question) if verdict.supported else []
@@ -319,10 +338,11 @@ class Grounder:
                        for v in verdicts if v.citation in ("corrected", "added")]
         base.update(claims=verdicts, corrected_citations=corrections, failing_claims=failing, timings_ms=timings)
         if not failing:
-            check = self._answer_check(question, verdicts, sentences, passages, risk, timings)
+            check = self._answer_check(question, verdicts, sentences, passages, risk, timings, short, short_verdict)
             if check.answers:
                 return GroundedAnswer(decision="served", text=_text(sentences), sentences=sentences,
-                                      confidence=min(v.score for v in verdicts), answer_check=check, **base)
+                                      confidence=min(v.score for v in verdicts), answer_check=check,
+                                      short_answer=short if check.short_answer_supported else None, **base)
             # Every claim holds, and none answers the question: the answer is the decline.
             base["failing_claims"] = [v.claim for v in verdicts]
             return self._withheld(base, split.sentences, check, NOT_ANSWERED_TEXT)
@@ -332,11 +352,12 @@ class Grounder:
         removed = [split.sentences[i] for i in sorted(bad)]
         kept_claims = [v for v in verdicts if v.sentence not in bad]
         if kept_claims and self._still_answers(question, split, verdicts, bad):
-            check = self._answer_check(question, kept_claims, kept, passages, risk, timings)
+            check = self._answer_check(question, kept_claims, kept, passages, risk, timings, short, short_verdict)
             if check.answers:
                 return GroundedAnswer(decision="repaired", text=_text(kept), sentences=kept,
                                       removed_sentences=removed, confidence=min(v.score for v in kept_claims),
-                                      answer_check=check, **base)
+                                      answer_check=check,
+                                      short_answer=short if check.short_answer_supported else None, **base)
             return self._withheld(base, split.sentences, check, NOT_ANSWERED_TEXT)
         return self._withheld(base, removed, None, REJECTED_TEXT)
 
@@ -348,21 +369,35 @@ class Grounder:
                               removed_sentences=removed, confidence=0.0, answer_check=check, **base)
 
     def _answer_check(self, question: str, verdicts: list[ClaimVerdict], sentences: list, passages: list[Passage],
-                      risk: str, timings: dict) -> AnswerCheck:
+                      risk: str, timings: dict, short: str | None = None,
+                      short_verdict: ClaimVerdict | None = None) -> AnswerCheck:
         """Does what would be served answer the question? It must name what the question asks for (a time, a
-        quantity, a person, a place: grounding/checks.py); where the answer judge serves this risk level, the
-        judge must also read it, in the passages the model was given, as stated to be the answer."""
+        quantity, a person, a place: grounding/checks.py). A short answer must itself be of that kind and be
+        stated by the passages as the answer to this question (question + short answer, one statement); with
+        ``grounding_short_answer_decides`` a failing one declines the whole answer. Where the answer judge
+        serves this risk level, the judge must also read the answer, in the passages the model was given, as
+        stated to be the answer."""
         check = AnswerCheck(asks=asked_for(question), supplied=answers_what_is_asked(question,
                                                                                  [v.claim for v in verdicts]),
                             answers=False)
         check.answers = check.supplied
-        if not check.supplied or risk not in self.settings.grounding_answer_judge_risks:
+        if short_verdict is not None:
+            check.short_answer, check.statement = short, short_verdict.claim
+            check.short_answer_score = round(float(short_verdict.score), 4)
+            check.short_answer_supported = bool(short_verdict.supported and short_answer_supplies(question, short))
+            if check.short_answer_supported:
+                check.supplied = check.answers = True
+            elif self.settings.grounding_short_answer_decides:
+                check.answers = False
+        if not check.answers or risk not in self.settings.grounding_answer_judge_risks:
             return check
         judge = self.scorer.load_judge()
         if judge is None:
             return check
         t = time.perf_counter()
         served = " ".join(s.text for s in sentences)
+        if check.short_answer_supported:
+            served = f"{short}. {served}"
         check.judge_p = round(judge.p_yes(answer_prompt([p.text for p in passages], question, served)), 4)
         check.threshold = self.settings.grounding_answer_judge_threshold
         check.answers = check.judge_p >= check.threshold
