@@ -205,6 +205,9 @@ class Settings(BaseSettings):
     answer_retry_prompt: str = "answer-simple@2"
     answer_passages: int = Field(default=5, ge=1, le=20)
     answer_max_tokens: int = Field(default=400, ge=32, le=4096)
+    # Sentences of each passage the model reads (the best matches to the question, plus the sentence a kept
+    # one refers back to): answer/condense.py. 0 shows whole passages.
+    answer_condense_sentences: int = Field(default=0, ge=0, le=50)
     # Circuit breaker per provider: opens after N consecutive failures, probes again after the cool-down.
     breaker_failures: int = Field(default=3, ge=1)
     breaker_cooldown_s: float = Field(default=30.0, gt=0)

@@ -7,11 +7,12 @@
 Order of a request:
 1. semantic cache (a hit costs no model call);
 2. router: simple / complex / out-of-scope (out-of-scope declines without a model call);
-3. the chain: for each configured provider, the route's model with the main prompt, then once more with the
+3. the passages cut to the sentences that matter for the question (answer/condense.py), when configured;
+4. the chain: for each configured provider, the route's model with the main prompt, then once more with the
    simplified prompt when the output was unusable; skip providers whose circuit breaker is open; check the
    token budgets before every call; validate every output (citations must point at given passages);
-4. when every provider failed: the semantic cache again with a lower threshold, served with a notice;
-5. otherwise a clear message carrying the request id. Never a raw error, never a blank answer.
+5. when every provider failed: the semantic cache again with a lower threshold, served with a notice;
+6. otherwise a clear message carrying the request id. Never a raw error, never a blank answer.
 
 This stage does not decide whether the answer is true: grounding/ does, after it.
 """
@@ -24,6 +25,7 @@ from typing import Callable, Sequence
 
 from answer.breaker import BreakerBoard
 from answer.cache import CacheHit, SemanticCache
+from answer.condense import condensed_views
 from answer.output import ANSWER_SCHEMA, DECLINE_TEXT, ModelAnswer, parse_answer
 from answer.passages import NumberedPassages
 from answer.prompts import PassageView, load_prompt
@@ -133,6 +135,13 @@ class AnswerPipeline:
             return request.finish(status="declined", served_from="router", tier="none",
                                   answer=ModelAnswer(answerable=False, sentences=[]),
                                   notice=f"Not answered by a model: {decision.reasons[0]}.")
+
+        if self.settings.answer_condense_sentences:
+            t = time.perf_counter()
+            request.vector = request.vector or question_vector or self.embed(question)
+            request.views = condensed_views(question, request.vector, request.passages, self.encoder,
+                                            self.settings.answer_condense_sentences, self.settings.query_threads)
+            request.timings["condense_ms"] = _ms(time.perf_counter() - t)
 
         for name, model in self._chain(decision, providers or self.settings.answer_providers):
             outcome = request.try_provider(name, model, on_delta)
