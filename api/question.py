@@ -89,7 +89,7 @@ def _span(evidence: decide.EvidenceRef, passages: NumberedPassages) -> EvidenceS
     """An evidence sentence with its offsets in the passage text (what a reviewer's page highlights)."""
     start = None
     if evidence.passage in passages:
-        found = passages.hit(evidence.passage).text.find(evidence.text)
+        found = (getattr(passages.hit(evidence.passage), "text", "") or "").find(evidence.text)
         start = found if found >= 0 else None
     return EvidenceSpan(chunk_id=evidence.chunk_id, passage=evidence.passage, text=evidence.text,
                         similarity=float(evidence.similarity), start=start,
