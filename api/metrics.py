@@ -61,6 +61,12 @@ class Metrics:
         self.review_decisions = Counter("attest_review_decisions_total",
                                         "Reviewers' decisions by action (approved, edited, rejected) and item kind",
                                         ["action", "kind"], registry=r)
+        self.quality = Histogram("attest_answer_quality", "The quality judge's score of served answers (0..1)",
+                                 buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), registry=r)
+        self.flagged = Counter("attest_review_flagged_total", "Served answers queued for review after delivery",
+                               ["reason"], registry=r)
+        self.quality_skipped = Counter("attest_answer_quality_skipped_total",
+                                       "Served answers not judged because the judge's queue was full", registry=r)
 
     def watch_review_queue(self, desk) -> None:
         """Export the review queue's depth and oldest open item's age, read from ``desk.store`` per scrape."""

@@ -9,6 +9,8 @@
 - Edits: the reviewer's text is verified by the same Grounder against the sources the model was shown; the
   result is returned and recorded, and approving afterwards approves that text (even when the checks fail
   it: the verification stays in the record).
+- Flagging after delivery (``start_flagging``, ``after_delivery``): review/quality.py scores a share of
+  served answers off the request path and queues low scorers as ``flagged`` items.
 - Outcomes: an approved or edited answer enters the semantic cache marked as reviewed
   (``review_cache_approved``); a rejected thumbs-down answer leaves it. ``outcome(request_id, tenant)`` is
   the asker's view (``GET /v1/queries/{request_id}``).
@@ -60,10 +62,28 @@ class ReviewDesk:
         self.question = question    # api.question.QuestionPath: the grounder for edits, the cache for outcomes
         self.records = records
         self.metrics = metrics
+        self.flagger = None         # review.quality.QualityFlagger, once start_flagging() ran
         if metrics is not None:
             metrics.watch_review_queue(self)
 
+    def start_flagging(self) -> None:
+        """Score served answers after delivery (review/quality.py), with the grounding stage's judge."""
+        from review.quality import QualityFlagger
+
+        def judge():
+            grounder = getattr(self.question, "grounder", None)
+            return grounder.scorer.load_judge() if grounder is not None else None
+
+        self.flagger = QualityFlagger(self.settings, self, judge, self.metrics)
+
+    def after_delivery(self, response: QueryResponse, tenant: str, api_key_id: str, collection: str) -> None:
+        """Called once an answer has been sent (or is about to be): queues it for the judge, never waits."""
+        if self.flagger is not None:
+            self.flagger.offer(response, tenant, api_key_id, collection)
+
     def close(self) -> None:
+        if self.flagger is not None:
+            self.flagger.stop()
         self.store.close()
 
     # ---- scope -----------------------------------------------------------------------------------------
@@ -120,6 +140,22 @@ class ReviewDesk:
             collection=collection, risk=answered.get("risk", "low"), question=answered.get("question", ""),
             payload=payload, reviews_required=self._required(request_id), model=answered.get("model"),
             prompt_version=answered.get("prompt"), actor=f"user:{api_key_id}")
+        return item
+
+    def queue_flagged(self, response: QueryResponse, *, tenant: str, api_key_id: str, collection: str,
+                      flag: dict) -> dict:
+        """A served answer the quality judge scored low, or served with low confidence."""
+        payload = {
+            "draft": {"answer": response.answer,
+                      "sentences": [AnswerSentence(text=response.answer, citations=response.citations).model_dump()],
+                      "provider": response.provider, "model": response.model, "prompt": response.prompt},
+            "response": response.model_dump(mode="json"), "filters": None, "grounding_prompt": None,
+            "feedback": [], "flag": flag}
+        item, _ = self.store.add_item(
+            kind="flagged", request_id=response.request_id, tenant=tenant, api_key_id=api_key_id,
+            collection=collection, risk=response.risk, question=response.question, payload=payload,
+            reviews_required=self._required(response.request_id), model=response.model,
+            prompt_version=response.prompt, actor="quality-judge")
         return item
 
     @staticmethod

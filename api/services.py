@@ -57,6 +57,7 @@ class Services:
         question = QuestionPath.build(settings, store, encoder, grounder=grounder, records=records, metrics=metrics,
                                       tracer=tracer, reviews=reviews)
         reviews.question = question
+        reviews.start_flagging()
         jobs = JobRunner(settings, store, records, locks, encoder=encoder, metrics=metrics)
         admission = Admission(settings.api_max_concurrent, settings.api_max_queue, settings.api_queue_timeout_s,
                               settings.api_max_inflight_per_key, metrics)

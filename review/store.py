@@ -15,6 +15,7 @@ Tables (in ``<data_dir>/attest.sqlite``, beside the other stores):
 - ``review_decisions``: one per filled slot: reviewer, action (approved, edited, rejected), the edited text
   or the reason, and the re-verification of an edit.
 - ``review_edits``: every text a reviewer submitted for re-verification, with the result.
+- ``review_quality``: the quality judge's score of served answers (review/quality.py), for the trend.
 - ``review_audit``: every change (queued, claimed, released, lease expired, edit, decision, feedback added):
   who, when, the state before and after.
 
@@ -112,6 +113,15 @@ CREATE TABLE IF NOT EXISTS review_audit (
     after   TEXT,                            -- JSON: and after
     detail  TEXT,                            -- JSON: what was submitted (text, reason, ...)
     PRIMARY KEY (item_id, seq)
+);
+CREATE TABLE IF NOT EXISTS review_quality (
+    request_id     TEXT PRIMARY KEY,
+    tenant         TEXT NOT NULL,
+    collection     TEXT NOT NULL,
+    score          REAL NOT NULL,          -- the quality judge's P(good answer)
+    model          TEXT,
+    prompt_version TEXT NOT NULL,
+    judged_at      TEXT NOT NULL
 );
 """
 
@@ -468,6 +478,20 @@ class ReviewStore:
             return "rejected", None, "; ".join(dict.fromkeys(d["reason"] for d in (first, second) if d["reason"]))
         edited = [d for d in (second, first) if d["action"] == "edited"]
         return final(edited[0] if edited else second)
+
+    # ---- quality scores --------------------------------------------------------------------------------
+    def record_quality(self, request_id: str, tenant: str, collection: str, score: float, model: str | None,
+                       prompt_version: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM review_quality WHERE request_id = ?", (request_id,))
+            db.execute("INSERT INTO review_quality (request_id, tenant, collection, score, model, prompt_version, "
+                       "judged_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (request_id, tenant, collection, score, model, prompt_version, self._now()))
+
+    def quality_by_day(self) -> list[dict]:
+        """Quality scores per day (UTC): answers judged, mean score."""
+        return self._rows("SELECT SUBSTR(judged_at, 1, 10) AS day, COUNT(*) AS answers, AVG(score) AS mean_score "
+                          "FROM review_quality GROUP BY SUBSTR(judged_at, 1, 10) ORDER BY day")
 
     # ---- reports ---------------------------------------------------------------------------------------
     def queue_stats(self) -> list[dict]:

@@ -72,6 +72,7 @@ async def query(body: QueryRequest, request: Request, principal: Principal = Dep
         services.admission.leave(ticket)
     response.timings_ms["queue_ms"] = ticket.queued_ms
     await run_in_threadpool(services.records.record_query, response, principal.tenant, principal.key_id, collection)
+    services.reviews.after_delivery(response, principal.tenant, principal.key_id, collection)  # never waits
     return response
 
 
@@ -104,6 +105,7 @@ async def query_stream(body: QueryRequest, request: Request, principal: Principa
             response = services.question.ask(body.question, on_event=lambda name, data: push((name, data)),
                                              cancel=cancel, **kwargs)
             services.records.record_query(response, principal.tenant, principal.key_id, collection)
+            services.reviews.after_delivery(response, principal.tenant, principal.key_id, collection)
         except GenerationCancelled:
             pass
         except ValueError as exc:
