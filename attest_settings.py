@@ -49,6 +49,10 @@ class ApiKeySpec(BaseModel):
     tenant: str = Field(min_length=1, max_length=64)
     collections: list[str] = Field(default_factory=list)
     read_only_collections: list[str] = Field(default_factory=list)
+    # "reviewer": may list, claim and decide review items of the tenants in review_tenants ("*" = every one);
+    # "request_review": may send `"review": true` (or false) with a question, overriding ATTEST_GROUNDING_REVIEW.
+    roles: list[Literal["reviewer", "request_review"]] = Field(default_factory=list)
+    review_tenants: list[str] = Field(default_factory=list)
 
 
 # ---- the answer providers' settings -------------------------------------------------------------------
@@ -293,6 +297,22 @@ class Settings(BaseSettings):
     grounding_threads: int = Field(default=2, ge=1)
     # Failing answers go to a review queue (decision queued_for_review) instead of being rejected.
     grounding_review: bool = False
+
+    # ---- human review (review/, api/review.py) ------------------------------------------------------------
+    # How long a reviewer's claim on an item lasts; after it the item is free for another reviewer.
+    review_lease_s: float = Field(default=600.0, gt=0)
+    # The share of new items routed to two reviewers independently (their agreement rate is reported).
+    review_double_share: float = Field(default=0.0, ge=0, le=1)
+    # Approved and edited answers enter the semantic cache, marked as reviewed.
+    review_cache_approved: bool = True
+    # After delivery (never delaying it): this share of served answers is scored by the LLM quality judge
+    # (the grounding judge's model: the local one by default; rubric review/prompts/quality@1.txt); a score
+    # under review_judge_threshold, or a served answer's confidence under review_flag_confidence, queues the
+    # answer as a "flagged" item. review_judge_queue answers may wait for the judge; more are skipped.
+    review_judge_share: float = Field(default=0.0, ge=0, le=1)
+    review_judge_threshold: float = Field(default=0.5, gt=0, lt=1)
+    review_flag_confidence: float = Field(default=0.0, ge=0, le=1)
+    review_judge_queue: int = Field(default=100, ge=1)
     # The answer as a whole, at these risk levels: the judge is asked once per answer whether the passages
     # state the served answer as the answer to the question (DESIGN.md: AUROC 0.91 on 40 served answers,
     # about 7 s per answer on 2 cores); under grounding_answer_judge_threshold the answer is declined.

@@ -334,4 +334,4 @@ class _Request:
             model=cached.get("model"), prompt=cached.get("prompt"), tokens=self.tokens, cost_usd=self.cost,
             timings_ms=dict(self.timings), notice=notice, attempts=list(self.attempts),
             cache=CacheInfo(similarity=round(hit.similarity, 4), question=hit.question, created_at=hit.created_at,
-                            entry_id=hit.entry_id))
+                            entry_id=hit.entry_id, reviewed=cached.get("reviewed")))

@@ -56,6 +56,7 @@ class CacheInfo(BaseModel):
     question: str
     created_at: str
     entry_id: str
+    reviewed: dict | None = None  # an answer a person approved or corrected: {item_id, action, at, risk}
 
 
 class AnswerResult(BaseModel):

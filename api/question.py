@@ -25,6 +25,10 @@ Events, for streaming callers (``on_event(name, data)``), in this order:
 - risk ``high``: ``retrieval``, then nothing until the answer is verified (and repaired where it can be),
   then ``claim`` per claim, then ``token`` with only the verified text, then ``final``.
 
+A failing answer is ``queued_for_review`` (review on: ATTEST_GROUNDING_REVIEW, or ``review=True``) only where
+a review queue is attached (``reviews``, api/review.py): it is stored there with everything a reviewer needs
+and the response carries ``review.poll_url``; without a queue it is rejected.
+
 Where claim verification is turned off (``ATTEST_GROUNDING_ENABLED=false``) or fails, claims are listed as
 ``unverified``: a low-risk answer is served with a notice saying so, a high-risk answer is withheld.
 """
@@ -43,7 +47,7 @@ from answer.pipeline import AnswerPipeline, new_request_id
 from answer.result import AnswerResult, AnswerSentence, unique_citations
 from answer.stream import AnswerTextStream
 from answer.usage import Principal
-from api.schemas import ClaimVerdict, QueryResponse, SourceOut
+from api.schemas import ClaimVerdict, EvidenceSpan, QueryResponse, ReviewRef, SourceOut
 from attest_settings import Settings
 from grounding import decide
 from grounding.decide import AnswerCheck, Grounder, GroundedAnswer
@@ -51,6 +55,7 @@ from retrieval.search import Retriever
 from retrieval.store import VectorStore
 
 log = logging.getLogger("attest.api.question")
+REVIEWED_CACHE_NOTICE = "Reviewed and approved by a person when this answer was first given."
 
 EventSink = Callable[[str, dict], None]
 
@@ -76,8 +81,19 @@ def _claim_out(claim: decide.ClaimVerdict, passages: NumberedPassages) -> ClaimV
         score=round(float(claim.score), 4), threshold=float(claim.threshold),
         citations=passages.chunk_ids(claim.cited_passages), evidence=claim.evidence_ids,
         supporting=passages.chunk_ids(claim.supporting_passages), signals=dict(claim.signals),
-        vetoes=list(claim.vetoes), citation=claim.citation,
-        corrected_citation=claim.citation in ("corrected", "added"))
+        vetoes=list(claim.vetoes), evidence_spans=[_span(e, passages) for e in claim.evidence],
+        citation=claim.citation, corrected_citation=claim.citation in ("corrected", "added"))
+
+
+def _span(evidence: decide.EvidenceRef, passages: NumberedPassages) -> EvidenceSpan:
+    """An evidence sentence with its offsets in the passage text (what a reviewer's page highlights)."""
+    start = None
+    if evidence.passage in passages:
+        found = (getattr(passages.hit(evidence.passage), "text", "") or "").find(evidence.text)
+        start = found if found >= 0 else None
+    return EvidenceSpan(chunk_id=evidence.chunk_id, passage=evidence.passage, text=evidence.text,
+                        similarity=float(evidence.similarity), start=start,
+                        end=None if start is None else start + len(evidence.text))
 
 
 @dataclass
@@ -95,6 +111,7 @@ class Verification:
     confidence: float | None = None
     notice: str | None = None
     result: AnswerResult | None = None           # the regenerated answer, when grounding asked for one
+    prompt_version: str | None = None            # the grounding stage's (which rules judged the claims)
 
     @property
     def citations(self):
@@ -113,8 +130,7 @@ class Verification:
         return cls(decision=grounded.decision, verified=True, answer=grounded.text,
                    sentences=list(grounded.sentences), claims=[_claim_out(c, passages) for c in grounded.claims],
                    retracted=retracted, answer_check=grounded.answer_check, short_answer=grounded.short_answer,
-                   confidence=float(grounded.confidence),
-                   notice=notice,
+                   confidence=float(grounded.confidence), notice=notice, prompt_version=grounded.prompt_version,
                    result=used if isinstance(used, AnswerResult) and used is not original else None)
 
     @classmethod
@@ -132,7 +148,7 @@ class QuestionPath:
     """Holds the long-lived parts (retriever, answer pipeline, grounder); one per process."""
 
     def __init__(self, settings: Settings, retriever: Retriever, pipeline: AnswerPipeline,
-                 grounder: Grounder | None, records=None, metrics=None, tracer=None):
+                 grounder: Grounder | None, records=None, metrics=None, tracer=None, reviews=None):
         self.settings = settings
         self.retriever = retriever
         self.encoder = retriever.encoder
@@ -140,6 +156,8 @@ class QuestionPath:
         self.grounder = grounder
         self.records = records    # api.records.Records: remembers the verdicts of cached answers
         self.metrics = metrics
+        # The human-review queue (api.review.ReviewDesk): where a ``queued_for_review`` answer is stored.
+        self.reviews = reviews
         if tracer is None:
             from opentelemetry import trace
 
@@ -149,14 +167,14 @@ class QuestionPath:
     @classmethod
     def build(cls, settings: Settings, store: VectorStore, encoder=None, *,
               grounder: Grounder | None | Literal["auto"] = "auto", records=None, metrics=None,
-              tracer=None) -> "QuestionPath":
+              tracer=None, reviews=None) -> "QuestionPath":
         """Open every stage the settings name over ``store``. ``grounder="auto"``: the claim verifier unless
         ``ATTEST_GROUNDING_ENABLED=false``; ``None``: answers are served unverified (low risk) or withheld."""
         retriever = Retriever(settings, store, encoder)
         pipeline = AnswerPipeline(settings, store, encoder=retriever.encoder)
         if grounder == "auto":
             grounder = Grounder(settings, encoder=retriever.encoder) if settings.grounding_enabled else None
-        return cls(settings, retriever, pipeline, grounder, records, metrics, tracer)
+        return cls(settings, retriever, pipeline, grounder, records, metrics, tracer, reviews)
 
     def close(self) -> None:
         self.pipeline.close()
@@ -175,7 +193,9 @@ class QuestionPath:
     def ask(self, question: str, *, collection: str | None = None, filters: dict | None = None,
             top_k: int | None = None, risk: str = "low", providers: Sequence[str] | None = None,
             principal: Principal = Principal(), request_id: str | None = None, use_cache: bool = True,
-            on_event: EventSink | None = None, cancel: threading.Event | None = None) -> QueryResponse:
+            on_event: EventSink | None = None, cancel: threading.Event | None = None,
+            review: bool | None = None) -> QueryResponse:
+        """``review``: queue a failing answer for a person (default: ATTEST_GROUNDING_REVIEW)."""
         question = " ".join(question.split())
         request_id = request_id or new_request_id()
         collection = collection or self.settings.collection
@@ -247,7 +267,7 @@ class QuestionPath:
         with self._span("verify", request_id=request_id, risk=risk) as span:
             t = time.perf_counter()
             verification = self._verify(question, result, passages, risk, collection, filters, principal,
-                                        providers, request_id)
+                                        providers, request_id, review)
             timings["verify_ms"] = _ms(time.perf_counter() - t)
             span.set_attribute("attest.decision", verification.decision)
         if verification.result is not None:
@@ -259,6 +279,8 @@ class QuestionPath:
 
         response = self._response(request_id, question, risk, result, verification, sources, timings, started,
                                   use_cache)
+        if response.decision == "queued_for_review":
+            response = self._queue_for_review(response, result, verification, collection, filters, principal)
         for claim in response.claims:
             emit("claim", claim.model_dump())
         if risk == "high":
@@ -271,17 +293,22 @@ class QuestionPath:
 
     # ---- stages ----------------------------------------------------------------------------------------
     def _verify(self, question: str, result: AnswerResult, passages: NumberedPassages, risk: str, collection,
-                filters, principal, providers, request_id: str) -> Verification:
+                filters, principal, providers, request_id: str, review: bool | None = None) -> Verification:
         if result.status in ("unavailable", "over_budget"):
             return Verification("rejected", False)
         if not result.answerable:  # a decline claims nothing: nothing to check
             return Verification("served", True)
-        if result.served_from == "cache" and result.cache is not None and self.records is not None and risk == "low":
+        reviewed = result.cache.reviewed if result.cache is not None else None
+        # A cached answer keeps the verdicts it was served with at low risk; one a person reviewed at high risk
+        # is served on that review at high risk too (the person's decision is the stronger check).
+        if result.served_from == "cache" and result.cache is not None and self.records is not None and (
+                risk == "low" or (reviewed or {}).get("risk") == "high"):
             stored = self.records.cached_verdicts(result.cache.entry_id)
             if stored is not None:
                 claims = [ClaimVerdict.model_validate(c) for c in stored.get("claims", [])]
+                notice = REVIEWED_CACHE_NOTICE if reviewed else decide.CACHED_VERDICTS_NOTICE
                 return Verification("served", True, claims=claims, confidence=stored.get("confidence"),
-                                    notice=decide.CACHED_VERDICTS_NOTICE)
+                                    notice=notice)
         if self.grounder is None:
             why = ("claim verification is turned off (ATTEST_GROUNDING_ENABLED=false)"
                    if not self.settings.grounding_enabled else "no claim verifier is configured")
@@ -295,7 +322,8 @@ class QuestionPath:
                                         use_cache=False, request_id=request_id, instruction=instruction)
 
         try:
-            grounded = self.grounder.verify(question, result, passages, risk, regenerate)
+            grounded = self.grounder.verify(question, result, passages, risk, regenerate,
+                                            review=review if self.reviews is not None else False)
         except Exception as exc:
             log.error("claim verification failed", exc_info=exc)
             return Verification.unverified(result, risk, f"claim verification failed ({type(exc).__name__})",
@@ -317,6 +345,20 @@ class QuestionPath:
                     "confidence": verification.confidence})
         except Exception as exc:  # a cache write must never cost the user the answer
             log.warning("could not cache the answer: %s", exc)
+
+    def _queue_for_review(self, response: QueryResponse, draft: AnswerResult, verification: Verification,
+                          collection: str, filters, principal) -> QueryResponse:
+        """Store the withheld answer for a reviewer; the user gets the poll URL. If it cannot be stored, the
+        answer is rejected instead: telling the user a person will look at it would be untrue."""
+        try:
+            ref = self.reviews.queue_answer(response, draft, collection=collection, filters=filters or None,
+                                            tenant=principal.org, api_key_id=principal.api_key_id,
+                                            grounding_prompt=verification.prompt_version)
+        except Exception as exc:  # noqa: BLE001 - the user still gets a plain answer
+            log.error("could not queue the answer for review", exc_info=exc)
+            text = decide.REJECTED_TEXT.format(request_id=response.request_id)
+            return response.model_copy(update={"decision": "rejected", "answer": text, "notice": text})
+        return response.model_copy(update={"review": ref})
 
     def _response(self, request_id, question, risk, result: AnswerResult, verification: Verification, sources,
                   timings, started, use_cache) -> QueryResponse:

@@ -256,14 +256,17 @@ class Grounder:
 
     # ---- the decision ----------------------------------------------------------------------------------
     def verify(self, question: str, answer, passages: NumberedPassages, risk: str = "low",
-               regenerate: Callable[[list[str], str], object] | None = None) -> GroundedAnswer:
+               regenerate: Callable[[list[str], str], object] | None = None,
+               review: bool | None = None) -> GroundedAnswer:
         """Verify ``answer`` (an AnswerResult) against exactly the passages its model was given, and decide.
         ``regenerate(failing_claims, instruction)`` may return a new AnswerResult; it is called at most once.
-        Claims are never checked against, or re-cited to, a passage the model did not read."""
+        ``review``: a failing answer is queued for a reviewer rather than rejected (default: the setting
+        ``grounding_review``). Claims are never checked against, or re-cited to, a passage the model did not read."""
         started = time.perf_counter()
+        review = self.settings.grounding_review if review is None else review
         threshold = self.scorer.threshold(risk)
         passages = [Passage.from_hit(n, hit) for n, hit in NumberedPassages.of(passages).numbered()]
-        result = self._attempt(question, answer, passages, risk, threshold)
+        result = self._attempt(question, answer, passages, risk, threshold, review)
         result.timings_ms["verify_ms"] = _ms(time.perf_counter() - started)
         self._record(result, answer, attempt=0)
         if result.decision in ("served", "repaired") or regenerate is None:
@@ -284,7 +287,7 @@ class Grounder:
         if new_answer is None or not getattr(new_answer, "answerable", False):
             result.timings_ms["regenerate_ms"] = regenerate_ms
             return self._finish(result, started)
-        second = self._attempt(question, new_answer, passages, risk, threshold)
+        second = self._attempt(question, new_answer, passages, risk, threshold, review)
         second.regenerated = True
         second.timings_ms = {**{f"first_{k}": v for k, v in result.timings_ms.items()}, "regenerate_ms": regenerate_ms,
                              **second.timings_ms}
@@ -303,7 +306,8 @@ class Grounder:
                           else PROMPT_VERSION,
                           attempt=attempt)
 
-    def _attempt(self, question: str, answer, passages: list[Passage], risk: str, threshold: float) -> GroundedAnswer:
+    def _attempt(self, question: str, answer, passages: list[Passage], risk: str, threshold: float,
+                 review: bool = False) -> GroundedAnswer:
         request_id = getattr(answer, "request_id", "") or ""
         base = dict(request_id=request_id, question=question, risk=risk, threshold=threshold,
                     model=self.scorer.model_name(risk), answer=answer)
@@ -345,7 +349,7 @@ class Grounder:
                                       short_answer=short if check.short_answer_supported else None, **base)
             # Every claim holds, and none answers the question: the answer is the decline.
             base["failing_claims"] = [v.claim for v in verdicts]
-            return self._withheld(base, split.sentences, check, NOT_ANSWERED_TEXT)
+            return self._withheld(base, split.sentences, check, NOT_ANSWERED_TEXT, review)
 
         bad = {v.sentence for v in verdicts if not v.supported}
         kept = [s for i, s in indexed if i not in bad]
@@ -358,12 +362,12 @@ class Grounder:
                                       removed_sentences=removed, confidence=min(v.score for v in kept_claims),
                                       answer_check=check,
                                       short_answer=short if check.short_answer_supported else None, **base)
-            return self._withheld(base, split.sentences, check, NOT_ANSWERED_TEXT)
-        return self._withheld(base, removed, None, REJECTED_TEXT)
+            return self._withheld(base, split.sentences, check, NOT_ANSWERED_TEXT, review)
+        return self._withheld(base, removed, None, REJECTED_TEXT, review)
 
-    def _withheld(self, base: dict, removed: list[str], check: AnswerCheck | None, text: str) -> GroundedAnswer:
+    def _withheld(self, base: dict, removed: list[str], check: AnswerCheck | None, text: str,
+                  review: bool) -> GroundedAnswer:
         """Rejected (or queued for a reviewer): none of the model's text is shown."""
-        review = self.settings.grounding_review
         message = (REVIEW_TEXT if review else text).format(request_id=base["request_id"] or "-")
         return GroundedAnswer(decision="queued_for_review" if review else "rejected", text=message, sentences=[],
                               removed_sentences=removed, confidence=0.0, answer_check=check, **base)
