@@ -212,6 +212,9 @@ class Settings(BaseSettings):
     # Sentences of each passage the model reads (the best matches to the question, plus the sentence a kept
     # one refers back to): answer/condense.py. 0 shows whole passages.
     answer_condense_sentences: int = Field(default=0, ge=0, le=50)
+    # When the fast model declines, or its answer fails verification, ask the strong model (the complex
+    # route's) once: grounding's one regeneration is then the strong model's (api/question.py).
+    answer_escalate: bool = False
     # Circuit breaker per provider: opens after N consecutive failures, probes again after the cool-down.
     breaker_failures: int = Field(default=3, ge=1)
     breaker_cooldown_s: float = Field(default=30.0, gt=0)

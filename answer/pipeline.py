@@ -101,7 +101,8 @@ class AnswerPipeline:
                filters: dict | None = None, principal: Principal = Principal(),
                providers: Sequence[str] | None = None, question_vector: list[float] | None = None,
                on_delta: Callable[[str], None] | None = None, use_cache: bool = True,
-               request_id: str | None = None, instruction: str | None = None) -> AnswerResult:
+               request_id: str | None = None, instruction: str | None = None,
+               escalate: bool = False) -> AnswerResult:
         """Answer ``question`` (already validated by the edge that received it) from ``passages``: retrieval
         Hits, best first, every one of them shown to the model as a numbered passage.
 
@@ -109,14 +110,16 @@ class AnswerPipeline:
         writes it: only an answer that grounding has served is remembered, by the question path, through
         ``remember``. ``request_id`` is the caller's id for this request (the API's), used in messages and
         ledger rows; ``instruction`` is appended to the prompt (grounding's regeneration names the claims
-        that failed), and such an answer never comes from the cache.
+        that failed), and such an answer never comes from the cache. ``escalate``: the strong tier answers
+        whatever the router says (the question path's second try after the fast model declined or failed
+        its checks).
         """
         question = " ".join(question.split())
         started = time.perf_counter()
         request = _Request(self, request_id or new_request_id(), question, NumberedPassages.of(passages),
                            collection or self.settings.collection, filters, principal, started, instruction)
 
-        cache_ready = use_cache and self.cache is not None and not instruction
+        cache_ready = use_cache and self.cache is not None and not instruction and not escalate
         if cache_ready:
             t = time.perf_counter()
             request.vector = question_vector or self.embed(question)
@@ -129,6 +132,8 @@ class AnswerPipeline:
 
         t = time.perf_counter()
         decision = classify(question, [h.text for h in request.passages])
+        if escalate and decision.route is Route.SIMPLE:
+            decision = RouteDecision(Route.COMPLEX, ["escalated: the fast model's answer declined or did not hold up"])
         request.timings["route_ms"] = _ms(time.perf_counter() - t)
         request.decision = decision
         if decision.route is Route.OUT_OF_SCOPE:

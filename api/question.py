@@ -259,7 +259,26 @@ class QuestionPath:
             if result.provider:
                 span.set_attribute("attest.provider", result.provider)
         check_cancel()
-        for key in ("cache_lookup_ms", "first_token_ms", "route_ms", "validate_ms"):
+        if self._should_escalate(result) and not result.answerable:
+            # The fast model declined: the strong one gets one try (not streamed: the decline already was).
+            t = time.perf_counter()
+            with self._span("escalate", request_id=request_id):
+                try:
+                    stronger = self.pipeline.answer(question, passages, collection=collection,
+                                                    filters=filters or None, principal=principal,
+                                                    providers=list(providers) if providers else None,
+                                                    question_vector=vector, use_cache=False,
+                                                    request_id=request_id, escalate=True)
+                except GenerationCancelled:
+                    raise
+                except Exception as exc:  # the fast model's decline stands
+                    log.warning("escalation failed: %s", exc)
+                    stronger = None
+            timings["escalate_ms"] = _ms(time.perf_counter() - t)
+            if stronger is not None and stronger.status in ("answered", "declined"):
+                result = stronger
+        check_cancel()
+        for key in ("cache_lookup_ms", "first_token_ms", "route_ms", "validate_ms", "condense_ms"):
             if key in result.timings_ms:
                 timings[key] = result.timings_ms[key]
 
@@ -319,7 +338,8 @@ class QuestionPath:
             at temperature 0 would say the same again, so the instruction names them."""
             return self.pipeline.answer(question, passages, collection=collection, filters=filters or None,
                                         principal=principal, providers=list(providers) if providers else None,
-                                        use_cache=False, request_id=request_id, instruction=instruction)
+                                        use_cache=False, request_id=request_id, instruction=instruction,
+                                        escalate=self._should_escalate(result))
 
         try:
             grounded = self.grounder.verify(question, result, passages, risk, regenerate,
@@ -329,6 +349,11 @@ class QuestionPath:
             return Verification.unverified(result, risk, f"claim verification failed ({type(exc).__name__})",
                                            request_id)
         return Verification.from_grounded(grounded, passages, result)
+
+    def _should_escalate(self, result: AnswerResult) -> bool:
+        """The fast model's own answer, with escalation on: its decline or its failed verification gets one
+        more try from the strong model (ATTEST_ANSWER_ESCALATE)."""
+        return self.settings.answer_escalate and result.served_from == "model" and result.tier == "fast"
 
     def _remember(self, result: AnswerResult, vector, collection, filters, verification: Verification) -> None:
         """A served or repaired answer, verified, fresh from a model, enters the cache as it was served."""
