@@ -149,9 +149,10 @@ def claim_view(number: int, claim: dict, sources: list[dict], risk: str) -> dict
     for span in spans:
         located = _source_of(span, sources)
         if located is None:
-            evidence.append({"passage": span.get("passage"), "title": "", "similarity": span.get("similarity"),
-                             "segments": [{"text": span.get("text", ""), "cls": "evidence", "claims": []}],
-                             "located": False})
+            evidence.append({"passage": span.get("passage"), "title": "(a passage not among the sources)",
+                             "doc_id": "", "similarity": span.get("similarity"), "located": False,
+                             "supports": False,
+                             "segments": [{"text": span.get("text", ""), "cls": "evidence", "claims": []}]})
             continue
         n, source = located
         where = locate(span, source["text"])

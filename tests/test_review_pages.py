@@ -381,8 +381,40 @@ def test_static_files_come_from_the_package(served):
         css = anon.get("/review/static/review.css")
         assert js.status_code == 200 and "javascript" in js.headers["content-type"] and "keydown" in js.text
         assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
-        assert anon.get("/review/static/../app.py").status_code == 404
+        assert anon.get("/review/static/..%2Fapp.py").status_code == 404
         assert anon.get("/review/static/nothing.js").status_code == 404
+
+
+def test_claim_views_place_evidence_by_offsets_and_survive_spans_they_cannot_place():
+    """Pure view logic (no server): offsets that hold their sentence are used; stale offsets fall back to the
+    sentence's text; a span whose passage is not among the sources is still shown, unplaced."""
+    from api.review_view import claim_view, segments
+    from api.routes.review_pages import templates
+
+    text = "Intro. The warranty lasts two years. Outro."
+    sources = [{"chunk_id": "c1", "doc_id": "w.txt", "title": "W", "text": text, "score": 1.0}]
+    sentence = "The warranty lasts two years."
+    start = text.index(sentence)
+    claim = {"text": "The warranty lasts 3 years.", "sentence": 0, "verdict": "unsupported", "score": 0.1,
+             "threshold": 0.5, "vetoes": ["number_absent_from_sources"], "supporting": [],
+             "evidence_spans": [
+                 {"chunk_id": "c1", "passage": 1, "text": sentence, "similarity": 0.9, "start": start,
+                  "end": start + len(sentence)},
+                 {"chunk_id": "c1", "passage": 1, "text": sentence, "similarity": 0.8, "start": 0, "end": 5},
+                 {"chunk_id": "gone", "passage": 7, "text": "<b>elsewhere</b>", "similarity": 0.1}]}
+    view = claim_view(1, claim, sources, "low")
+    assert view["failed"] and view["headline"] == "States a number no source contains: “3”."
+    assert [s["text"] for s in view["segments"] if s["cls"] == "bad"] == ["3"]
+    placed, fallback, unplaced = view["evidence"]
+    for shown in (placed, fallback):
+        assert [s["text"] for s in shown["segments"] if s["cls"] == "evidence"] == [sentence]
+    assert not unplaced["located"] and unplaced["segments"][0]["text"] == "<b>elsewhere</b>"
+    html = str(templates().env.get_template("review/_macros.html").module.claim_card(view))
+    assert "&lt;b&gt;elsewhere&lt;/b&gt;" in html and "<b>elsewhere" not in html
+    assert segments("abcdef", [(1, 4, "good", 1), (2, 3, "bad", 2)]) == [
+        {"text": "a", "cls": "", "claims": []}, {"text": "b", "cls": "good", "claims": [1]},
+        {"text": "c", "cls": "bad", "claims": [1, 2]}, {"text": "d", "cls": "good", "claims": [1]},
+        {"text": "ef", "cls": "", "claims": []}]
 
 
 # ---- a real browser ------------------------------------------------------------------------------------
