@@ -131,11 +131,10 @@ def _principal(request: Request, session: Session | None) -> Principal | None:
 
 def _page(request: Request, name: str, session: Session | None, principal: Principal | None = None,
           status: int = 200, **context) -> HTMLResponse:
-    response = templates().TemplateResponse(
+    return templates().TemplateResponse(
         request, f"review/{name}.html", {"principal": principal, "csrf": session.csrf if session else "",
                                          "open_mode": request.app.state.services.keys.open_mode, **context},
         status_code=status, headers=SECURITY_HEADERS)
-    return response
 
 
 def _to_sign_in(request: Request, note: str | None = None) -> RedirectResponse:
@@ -334,12 +333,13 @@ def _act(desk, principal: Principal, item_id: str, action: str, form) -> None:
 
 def _invalid(exc: ValidationError, action: str) -> str:
     field = "your text" if action == "edit" else "the reason"
+    named = field[0].upper() + field[1:]
     problems = {e.get("type") for e in exc.errors()}
     if problems & {"string_too_short", "string_pattern_mismatch", "missing"}:
         return f"Nothing to submit: {field} is empty."
     if "string_too_long" in problems:
-        return f"{field[0].upper()}{field[1:]} is too long ({'20000' if action == 'edit' else '5000'} characters at most)."
-    return f"{field[0].upper()}{field[1:]} was not accepted: " + "; ".join(e.get("msg", "") for e in exc.errors())
+        return f"{named} is too long ({20000 if action == 'edit' else 5000} characters at most)."
+    return f"{named} was not accepted: " + "; ".join(e.get("msg", "") for e in exc.errors())
 
 
 @router.post("/review/items/{item_id}/{action}")
