@@ -316,6 +316,9 @@ class Settings(BaseSettings):
     review_judge_threshold: float = Field(default=0.5, gt=0, lt=1)
     review_flag_confidence: float = Field(default=0.0, ge=0, le=1)
     review_judge_queue: int = Field(default=100, ge=1)
+    # The reviewer page (/review): how long a sign-in lasts (a signed cookie; the key is re-checked on every
+    # request, so revoking it or removing its reviewer role ends the session at once).
+    review_session_s: float = Field(default=8 * 3600.0, gt=0)
     # The answer as a whole, at these risk levels: the judge is asked once per answer whether the passages
     # state the served answer as the answer to the question (DESIGN.md: AUROC 0.91 on 40 served answers,
     # about 7 s per answer on 2 cores); under grounding_answer_judge_threshold the answer is declined.

@@ -54,6 +54,9 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+key_digest = _digest  # public: the review page's session refers to a key by its digest
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: a key id (never the key), its tenant, and what it may touch."""
@@ -129,7 +132,11 @@ class KeyStore:
     def lookup(self, key: str) -> Principal | None:
         if not key:
             return None
-        digest = _digest(key)
+        return self.lookup_digest(_digest(key))
+
+    def lookup_digest(self, digest: str) -> Principal | None:
+        """The principal of the key whose SHA-256 is ``digest`` (the review page's session holds the digest,
+        never the key, and looks it up on every request: a revoked key or a removed role ends the session)."""
         found = None
         for entry in self._config:
             if hmac.compare_digest(entry.digest, digest):

@@ -586,6 +586,18 @@ def veto_reasons(signals: dict, number_veto: bool = True, term_veto: bool = True
     return [check.name for check in VETOES if on[check.setting] and signals.get(check.trigger, 0) > 0]
 
 
+def missing_numbers(claim: str, context: str) -> list[str]:
+    """The numbers ``claim`` states that ``context`` does not (what the number veto found, by name: the
+    review page says which)."""
+    return sorted(_missing_numbers(parse(claim), Sources((), context)))
+
+
+def missing_terms(claim: str, passages: str) -> list[str]:
+    """The names and terms of ``claim`` that no passage contains (what the term veto found, by name)."""
+    text = parse(passages).lower
+    return sorted(t for t in parse(claim).names if t not in text)
+
+
 def question_signals(claim: str, question: str) -> dict[str, float]:
     """The signals of the checks that read the question: a claim that only says the question back, one that
     stops where its content should be, and whether it names what the question asks for."""
