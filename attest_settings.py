@@ -328,6 +328,8 @@ class Settings(BaseSettings):
     # when it fails, the whole answer is declined (true sentences that do not state what was asked are no
     # answer). Off: a failing short answer is only left out, and the sentences decide alone.
     grounding_short_answer_decides: bool = True
+    # Risk low, streaming: verify the first sentence while the model writes the rest (a "verified" event).
+    grounding_stream_verified: bool = True
 
     def provider_settings(self, name: str) -> ProviderSettings:
         """Provider ``name``'s settings as its sub-model, e.g. ``provider_settings("openai").base_url``."""

@@ -19,7 +19,8 @@ numbered once (answer/passages.py); grounding checks and re-cites claims against
 answer grounding served or repaired enters the semantic cache, as the text that was served.
 
 Events, for streaming callers (``on_event(name, data)``), in this order:
-- risk ``low``: ``retrieval`` (the sources), ``token`` (answer text as the model writes it), ``claim`` (one
+- risk ``low``: ``retrieval`` (the sources), ``token`` (answer text as the model writes it), ``verified``
+  (the first sentence, once its claims hold: checked while the model writes the rest), ``claim`` (one
   verdict per claim), ``final`` (the whole response; ``retracted`` lists sentences that were streamed but
   did not hold up, and ``answer`` is the text that did);
 - risk ``high``: ``retrieval``, then nothing until the answer is verified (and repaired where it can be),
@@ -229,6 +230,8 @@ class QuestionPath:
 
         # 2. answer
         text_stream = AnswerTextStream()
+        early = _EarlyCheck(self.grounder, question, passages, risk, emit, started) \
+            if risk == "low" and self.grounder is not None and self.settings.grounding_stream_verified else None
 
         def on_delta(delta: str) -> None:
             if cancel is not None and cancel.is_set():
@@ -237,6 +240,8 @@ class QuestionPath:
                 piece = text_stream.feed(delta)
                 if piece:
                     emit("token", {"text": piece})
+                if early is not None and text_stream.complete:
+                    early.start(*text_stream.complete[0])
 
         with self._span("generate", request_id=request_id) as span:
             t = time.perf_counter()
@@ -283,6 +288,10 @@ class QuestionPath:
                 timings[key] = result.timings_ms[key]
 
         # 3. verify and decide
+        if early is not None:
+            early.join()  # one verifier user at a time
+            if early.verified_ms is not None:
+                timings["first_verified_ms"] = early.verified_ms
         with self._span("verify", request_id=request_id, risk=risk) as span:
             t = time.perf_counter()
             verification = self._verify(question, result, passages, risk, collection, filters, principal,
@@ -296,6 +305,9 @@ class QuestionPath:
         if use_cache:
             self._remember(result, vector, collection, filters, verification)
 
+        if "first_verified_ms" not in timings and verification.verified \
+                and verification.decision in ("served", "repaired") and result.answerable:
+            timings["first_verified_ms"] = _ms(time.perf_counter() - started)  # verified with the whole answer
         response = self._response(request_id, question, risk, result, verification, sources, timings, started,
                                   use_cache)
         if response.decision == "queued_for_review":
@@ -423,6 +435,41 @@ class QuestionPath:
             self.metrics.observe_answer(response)
         emit("final", response.model_dump(mode="json"))
         return response
+
+
+class _EarlyCheck:
+    """Risk low: the answer's first sentence is verified, in a thread, as soon as the model has finished
+    writing it (its text and passage list are final), while the model writes the rest. When every claim of
+    it holds, a ``verified`` event says so at once. The decision on the whole answer is still made after
+    it (a sentence verified early can still be retracted, e.g. when the answer does not answer the question)."""
+
+    def __init__(self, grounder: Grounder, question: str, passages: NumberedPassages, risk: str, emit: EventSink,
+                 started: float):
+        self.grounder, self.question, self.passages, self.risk = grounder, question, passages, risk
+        self.emit, self.started = emit, started
+        self.thread: threading.Thread | None = None
+        self.verified_ms: float | None = None
+
+    def start(self, text: str, cited: list[int]) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, args=(text, cited), name="attest-early-check",
+                                           daemon=True)
+            self.thread.start()
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+
+    def _run(self, text: str, cited: list[int]) -> None:
+        try:
+            verdicts = self.grounder.check_sentence(self.question, text, cited, self.passages, self.risk)
+        except Exception as exc:  # noqa: BLE001 - the whole answer is verified after it anyway
+            log.warning("early verification failed: %s", exc)
+            return
+        if verdicts and all(v.supported for v in verdicts):
+            self.verified_ms = _ms(time.perf_counter() - self.started)
+            self.emit("verified", {"sentence": 0, "text": text, "passages": cited,
+                                   "score": round(min(float(v.score) for v in verdicts), 4)})
 
 
 def _short_answer(result: AnswerResult, verification: Verification) -> str | None:

@@ -254,6 +254,23 @@ class Grounder:
                 cited_passages=cited, supporting_passages=supporting, citation=status))
         return verdicts, timings
 
+    def check_sentence(self, question: str, text: str, cited: list[int], passages: NumberedPassages,
+                       risk: str = "low") -> list[ClaimVerdict]:
+        """The verdicts on one answer sentence's claims, alone (the question path checks the first sentence
+        while the model is still writing the rest). The decision on the whole answer is still ``verify``'s."""
+        marks = "".join(f"[{n}]" for n in cited)
+        split = split_claims(f"{text} {marks}".strip())
+        if not split.claims:
+            return []
+        passages = [Passage.from_hit(n, hit) for n, hit in NumberedPassages.of(passages).numbered()]
+        verdicts, _ = self.check_claims(split, passages, risk)
+        for verdict in verdicts:
+            late = question_vetoes(verdict.claim, question) if verdict.supported else []
+            if late:
+                verdict.supported = False
+                verdict.vetoes = [*verdict.vetoes, *late]
+        return verdicts
+
     # ---- the decision ----------------------------------------------------------------------------------
     def verify(self, question: str, answer, passages: NumberedPassages, risk: str = "low",
                regenerate: Callable[[list[str], str], object] | None = None,

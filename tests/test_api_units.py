@@ -51,6 +51,18 @@ def test_answer_text_is_pulled_out_of_streamed_json_with_citation_markers():
         assert text == 'It lasts "two" years \u2014 at most. [1][2] Then it ends. [3]', size
 
 
+def test_a_sentence_is_complete_once_the_next_one_begins_or_the_object_ends():
+    """The question path verifies the first sentence as soon as its text and passages are final."""
+    stream = AnswerTextStream()
+    stream.feed('{"answerable": true, "short_answer": "two years", "sentences": [{"text": "It lasts two years.", '
+                '"passages": [1, 2')
+    assert stream.complete == [], "the passage list may still grow: [1, 2] could become [1, 23]"
+    stream.feed(']}, {"text": "Then it')
+    assert stream.complete == [("It lasts two years.", [1, 2])]
+    stream.feed(' ends.", "passages": [3]}]}')
+    assert stream.complete == [("It lasts two years.", [1, 2]), ("Then it ends.", [3])]
+
+
 def test_a_decline_streams_its_sentence_and_nothing_else():
     stream = AnswerTextStream()
     assert stream.feed('{"answerable": false, "sentences": [{"text": "The documents do not say.", '

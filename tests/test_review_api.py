@@ -172,7 +172,7 @@ def test_a_failing_answer_is_queued_with_everything_a_reviewer_needs(served):
     assert item["question"] == WARRANTY_Q and item["risk"] == "low" and item["collection"] == "acme"
     assert item["draft"]["answer"].startswith(FABRICATED)
     assert item["draft"]["sentences"][0]["citations"][0]["doc_id"] == "warranty.md"
-    assert (item["model"], item["prompt_version"]) == ("gpt-4o-mini", "answer@1")
+    assert (item["model"], item["prompt_version"]) == ("gpt-4o-mini", settings.answer_prompt)
     assert item["grounding_prompt"].startswith("grounding@") and item["created_at"]
     [claim_] = item["claims"]
     assert claim_["verdict"] == "unsupported" and claim_["score"] < claim_["threshold"]
