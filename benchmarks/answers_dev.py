@@ -138,13 +138,36 @@ def wait_ready(client, deadline_s: float = 300) -> None:
     raise SystemExit("attest serve did not come up")
 
 
-def ask(client, case: dict, collection: str, risk: str) -> dict:
+def ask_streamed(client, payload: dict) -> tuple[int, dict, dict]:
+    """``POST /v1/query/stream``: the final answer, and when (seconds after sending) the first answer text
+    and the first verified sentence arrived, as a user watching the stream sees them."""
     started = time.perf_counter()
-    response = client.post("/v1/query", json={"question": case["question"], "collection": collection,
-                                              "risk": risk, "cache": False})
+    seen: dict = {}
+    body: dict = {}
+    with client.stream("POST", "/v1/query/stream", json=payload) as response:
+        if response.status_code != 200:
+            return response.status_code, json.loads(response.read() or b"{}"), seen
+        event = None
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+                seen.setdefault(f"{event}_s", round(time.perf_counter() - started, 2))
+            elif line.startswith("data:") and event in ("final", "error"):
+                body = json.loads(line.split(":", 1)[1])
+    return (200 if "answer" in body else 500), body, seen
+
+
+def ask(client, case: dict, collection: str, risk: str, stream: bool = False) -> dict:
+    started = time.perf_counter()
+    payload = {"question": case["question"], "collection": collection, "risk": risk, "cache": False}
+    seen: dict = {}
+    if stream:
+        status, body, seen = ask_streamed(client, payload)
+    else:
+        response = client.post("/v1/query", json=payload)
+        status, body = response.status_code, response.json()
     seconds = time.perf_counter() - started
-    body = response.json()
-    if response.status_code != 200:
+    if status != 200:
         return {**case, "collection": collection, "risk": risk, "error": body, "seconds": seconds}
     shown = body["decision"] in ("served", "repaired") and body["status"] == "answered"
     draft = " ".join([body["answer"] if shown else ""] + [c["text"] for c in body["claims"]] + body["retracted"])
@@ -158,6 +181,7 @@ def ask(client, case: dict, collection: str, risk: str) -> dict:
             "f1": round(tokens_f1(body.get("short_answer") or "", case["answer"]), 4)
             if case["answer"] and shown else 0.0,
             "timings_ms": body.get("timings_ms"), "prompt_tokens": (body.get("tokens") or {}).get("prompt"),
+            "stream": seen,
             "correct": shown and case["answer"] is not None and contains(body["answer"], case["answer"]),
             "draft_correct": case["answer"] is not None and contains(draft, case["answer"])}
 
@@ -183,6 +207,12 @@ def summarise(rows: list[dict], label: str) -> list[str]:
             tokens = [r["prompt_tokens"] for r in got if r.get("prompt_tokens")]
             if tokens:
                 latency += f"; prompt tokens mean {statistics.mean(tokens):.0f}"
+            streamed = [r["stream"] for r in got if r.get("stream", {}).get("token_s")]
+            if streamed:  # --stream: as the client saw it
+                verified = [x["verified_s"] for x in streamed if "verified_s" in x]
+                latency += (f"; streamed: first token p50 {statistics.median(x['token_s'] for x in streamed):.1f} s, "
+                            f"first verified sentence p50 {statistics.median(verified) if verified else float('nan'):.1f}"
+                            f" s ({len(verified)} of {len(streamed)} had one before the end)")
             if collection == "demo":
                 unanswerable = [r for r in got if not r.get("answerable")]
                 answerable = [r for r in got if r.get("answerable")]
@@ -218,6 +248,8 @@ def main() -> None:
     parser.add_argument("--risks", default="low,high")
     parser.add_argument("--collections", default="absent,present,demo")
     parser.add_argument("--data-dir", type=Path, default=None, help="Reuse an index built by an earlier run.")
+    parser.add_argument("--stream", action="store_true",
+                        help="Ask through POST /v1/query/stream and time the first token and verified sentence.")
     parser.add_argument("--demo-answerable", action="store_true",
                         help="Ask the demo golden set's answerable questions too (answered and served?).")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server (repeatable).")
@@ -246,7 +278,7 @@ def main() -> None:
                 plan += [(c, "demo") for c in demo_golden() if args.demo_answerable or not c["answerable"]]
             for risk in args.risks.split(","):
                 for case, collection in plan:
-                    row = ask(client, case, collection, risk)
+                    row = ask(client, case, collection, risk, args.stream)
                     rows.append(row)
                     print(f"{risk:4} {collection:7} {case['index']:3} {row.get('decision', 'ERROR'):10} "
                           f"{row.get('seconds', 0):5.1f}s ok={row.get('correct')} draft={row.get('draft_correct')} "
