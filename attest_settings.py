@@ -288,6 +288,9 @@ class Settings(BaseSettings):
     grounding_judge_weight: float = Field(default=0.5, ge=0, le=1)
     # Calibration profile (grounding/calibration.json): "verifier" (default) or "checks" (no trained model).
     grounding_profile: str = "verifier"
+    # A candidate claim verifier to try instead of the shipped one (its folder: weights, verifier.json and its
+    # own calibration.json); unset: grounding/verifier + grounding/calibration.json.
+    grounding_verifier_dir: Path | None = None
     # Evidence sentences per claim given to the verifier; default: the count it was trained with.
     grounding_evidence_sentences: int | None = Field(default=None, ge=1, le=10)
     # A number the claim states that its evidence passages do not contain makes the claim unsupported.
