@@ -339,7 +339,7 @@ class QuestionPath:
                 claims = [ClaimVerdict.model_validate(c) for c in stored.get("claims", [])]
                 notice = REVIEWED_CACHE_NOTICE if reviewed else decide.CACHED_VERDICTS_NOTICE
                 return Verification("served", True, claims=claims, confidence=stored.get("confidence"),
-                                    notice=notice)
+                                    notice=notice, short_answer=result.short_answer)  # cached as verified
         if self.grounder is None:
             why = ("claim verification is turned off (ATTEST_GROUNDING_ENABLED=false)"
                    if not self.settings.grounding_enabled else "no claim verifier is configured")
@@ -473,12 +473,10 @@ class _EarlyCheck:
 
 
 def _short_answer(result: AnswerResult, verification: Verification) -> str | None:
-    """The short answer the user may see: verified by grounding (or by it when the answer was first cached);
-    unverified only where the whole answer is served unverified (low risk with verification off)."""
+    """The short answer the user may see: verified by grounding (now, or when the cached answer was first
+    given); unverified only where the whole answer is served unverified (low risk, verification off)."""
     if verification.decision not in ("served", "repaired") or not result.answerable:
         return None
-    if result.served_from == "cache" and verification.notice == decide.CACHED_VERDICTS_NOTICE:
-        return result.short_answer  # cached as it was served: verified when first given
     return verification.short_answer if verification.verified else result.short_answer
 
 
