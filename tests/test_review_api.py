@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_settings, run_cli
-from tests.test_api_support import ServerThread, is_problem, metric_value
+from tests.test_api_support import ServerThread, is_problem, metric_value, openai_chat_reply
 
 FABRICATED = "The K2 camera body has a 5-year warranty."
 CORRECT = "The K2 camera body has a two-year limited warranty."
@@ -69,7 +69,6 @@ class ScriptedOpenAI:
 
     def app(self):
         from starlette.applications import Starlette
-        from starlette.responses import JSONResponse, StreamingResponse
         from starlette.routing import Route
 
         async def chat(request):
@@ -77,24 +76,8 @@ class ScriptedOpenAI:
             self.requests.append(body)
             prompt = body["messages"][-1]["content"]
             sentence = COVERS if "cover?" in prompt else FABRICATED
-            text = json.dumps({"answerable": True, "sentences": [{"text": sentence, "passages": [1]}]})
-            usage = {"prompt_tokens": 200, "completion_tokens": 20, "total_tokens": 220}
-            if not body.get("stream"):
-                return JSONResponse({"id": "c1", "object": "chat.completion", "model": body["model"], "usage": usage,
-                                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                                  "finish_reason": "stop"}]})
-
-            async def chunks():
-                for start in range(0, len(text), 16):
-                    chunk = {"id": "c1", "object": "chat.completion.chunk", "model": body["model"],
-                             "choices": [{"index": 0, "delta": {"content": text[start:start + 16]},
-                                          "finish_reason": None}]}
-                    yield f"data: {json.dumps(chunk)}\n\n"
-                done = {"id": "c1", "object": "chat.completion.chunk", "model": body["model"], "usage": usage,
-                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-                yield f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n"
-
-            return StreamingResponse(chunks(), media_type="text/event-stream")
+            return openai_chat_reply(body, json.dumps({"answerable": True,
+                                                       "sentences": [{"text": sentence, "passages": [1]}]}))
 
         return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_settings, run_cli
-from tests.test_api_support import ServerThread, metric_value, wait_until
+from tests.test_api_support import ServerThread, metric_value, openai_chat_reply, wait_until
 
 COVERS = "The warranty covers defects in materials and workmanship."
 COVERS_Q = "What does the K2 warranty cover?"
@@ -33,7 +33,7 @@ class ModelAndJudge:
 
     def app(self):
         from starlette.applications import Starlette
-        from starlette.responses import JSONResponse, StreamingResponse
+        from starlette.responses import JSONResponse
         from starlette.routing import Route
 
         async def chat(request):
@@ -47,21 +47,8 @@ class ModelAndJudge:
                                                   "logprobs": {"content": [{"token": "No", "logprob": -0.1,
                                                                             "top_logprobs": top}]},
                                                   "finish_reason": "length"}]})
-            text = json.dumps({"answerable": True, "sentences": [{"text": COVERS, "passages": [1]}]})
-            usage = {"prompt_tokens": 200, "completion_tokens": 20, "total_tokens": 220}
-
-            async def chunks():
-                chunk = {"id": "c1", "object": "chat.completion.chunk", "model": body["model"],
-                         "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
-                done = {"id": "c1", "object": "chat.completion.chunk", "model": body["model"], "usage": usage,
-                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-                yield f"data: {json.dumps(chunk)}\n\ndata: {json.dumps(done)}\n\ndata: [DONE]\n\n"
-
-            if not body.get("stream"):
-                return JSONResponse({"id": "c1", "object": "chat.completion", "model": body["model"], "usage": usage,
-                                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                                  "finish_reason": "stop"}]})
-            return StreamingResponse(chunks(), media_type="text/event-stream")
+            return openai_chat_reply(body, json.dumps({"answerable": True,
+                                                       "sentences": [{"text": COVERS, "passages": [1]}]}))
 
         return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 

@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_settings
-from tests.test_api_support import ServerThread
+from tests.test_api_support import ServerThread, openai_chat_reply
 
 INJECT_ANSWER = "<script>window.__pwned = 'answer'</script>"
 INJECT_DOC = "<script>window.__pwned = 'document'</script>"
@@ -52,27 +52,12 @@ def scripted_model():
     """An OpenAI-compatible chat endpoint answering every question with the fabricated warranty (streamed
     as server-sent events when asked to, as the provider does)."""
     from starlette.applications import Starlette
-    from starlette.responses import JSONResponse, StreamingResponse
     from starlette.routing import Route
 
     async def chat(request):
         body = await request.json()
-        text = json.dumps({"answerable": True, "short_answer": None,
-                           "sentences": [{"text": FABRICATED, "passages": [1]}]})
-        usage = {"prompt_tokens": 200, "completion_tokens": 20, "total_tokens": 220}
-        if not body.get("stream"):
-            return JSONResponse({"id": "c1", "object": "chat.completion", "model": body["model"], "usage": usage,
-                                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                              "finish_reason": "stop"}]})
-
-        async def chunks():
-            chunk = {"id": "c1", "object": "chat.completion.chunk", "model": body["model"],
-                     "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
-            done = {"id": "c1", "object": "chat.completion.chunk", "model": body["model"], "usage": usage,
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-            yield f"data: {json.dumps(chunk)}\n\ndata: {json.dumps(done)}\n\ndata: [DONE]\n\n"
-
-        return StreamingResponse(chunks(), media_type="text/event-stream")
+        return openai_chat_reply(body, json.dumps({"answerable": True, "short_answer": None,
+                                                   "sentences": [{"text": FABRICATED, "passages": [1]}]}))
 
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 
