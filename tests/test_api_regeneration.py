@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_settings
-from tests.test_api_support import ServerThread, openai_chat_reply
+from tests.test_api_support import ServerThread, openai_chat_reply, sse_events
 
 FABRICATED = "The K2 camera body has a 5-year warranty."
 CORRECT = "The K2 camera body has a two-year limited warranty."
@@ -51,6 +51,15 @@ class FastDeclinesStrongAnswers(ScriptedOpenAI):
             return {"answerable": True, "short_answer": None, "sentences": [{"text": CORRECT, "passages": [1]}]}
         return {"answerable": False, "short_answer": None,
                 "sentences": [{"text": "The documents do not say.", "passages": []}]}
+
+
+class TwoTrueSentences(ScriptedOpenAI):
+    """Two sentences, both stated by the document."""
+
+    def reply(self, body: dict) -> dict:
+        return {"answerable": True, "short_answer": None,
+                "sentences": [{"text": CORRECT, "passages": [1]},
+                              {"text": "It covers defects in materials and workmanship.", "passages": [1]}]}
 
 
 def _serve(tmp_path_factory, encoder, model: ScriptedOpenAI, **overrides):
@@ -116,3 +125,22 @@ def test_an_unsupported_answer_is_regenerated_with_its_failing_claim_named_and_v
         assert len(ledger.rows_for_request(body["request_id"])) == 2
     finally:
         ledger.close()
+
+
+@pytest.fixture(scope="module")
+def two_sentences(tmp_path_factory, encoder):
+    yield from _serve(tmp_path_factory, encoder, TwoTrueSentences())
+
+
+def test_the_first_sentence_is_verified_while_the_rest_is_written_and_said_so_in_the_stream(two_sentences):
+    client, _, _ = two_sentences
+    with client.stream("POST", "/v1/query/stream", json={"question": "How long is the warranty on the K2 camera "
+                                                                      "body?", "risk": "low"}) as response:
+        events = list(sse_events(response))
+    names = [name for name, _ in events]
+    final = events[-1][1]
+    assert final["decision"] == "served", final
+    [verified] = [data for name, data in events if name == "verified"]
+    assert verified["text"] == CORRECT and verified["passages"] == [1] and verified["score"] >= final["claims"][0]["threshold"]
+    assert names.index("token") < names.index("verified") < names.index("claim")
+    assert 0 < final["timings_ms"]["first_verified_ms"] <= final["timings_ms"]["total_ms"]
