@@ -12,8 +12,6 @@ import os
 import threading
 from functools import lru_cache
 
-import numpy as np
-
 DENSE_DIM = 384
 # The model's position limit is 256 tokens including [CLS] and [SEP].
 MODEL_MAX_TOKENS = 256
@@ -72,8 +70,10 @@ class DenseEncoder:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
-    def encode(self, texts: list[str], batch_size: int = 32, threads: int | None = None) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int = 32, threads: int | None = None) -> "np.ndarray":
         """Embed ``texts`` in batches; ``threads`` caps torch's intra-op threads for this call."""
+        import numpy as np  # here, not at the top: the CLI imports this module for DENSE_DIM alone
+
         if not texts:
             return np.zeros((0, DENSE_DIM), dtype=np.float32)
         model = self.model
