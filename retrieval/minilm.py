@@ -44,7 +44,9 @@ class MiniLM:
         self._torch = torch
 
     @classmethod
-    def load(cls, folder: str | Path, max_tokens: int = MAX_TOKENS) -> "MiniLM":
+    def load(cls, folder: str | Path, max_tokens: int = MAX_TOKENS, truncation: str = "longest_first") -> "MiniLM":
+        """The model in ``folder`` (config.json, tokenizer.json, model.safetensors); ``truncation`` as in
+        transformers (``only_second`` for (claim, evidence) pairs)."""
         from safetensors.torch import load_file
         from tokenizers import Tokenizer
 
@@ -53,7 +55,7 @@ class MiniLM:
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         # tokenizer.json ships with a fixed 128-token padding and truncation; sentence-transformers pads each
         # batch to its longest input and truncates at max_seq_length (256) instead.
-        tokenizer.enable_truncation(max_length=max_tokens, strategy="longest_first")
+        tokenizer.enable_truncation(max_length=max_tokens, strategy=truncation)
         tokenizer.enable_padding(pad_id=int(config.get("pad_token_id", 0)), pad_token="[PAD]")
         weights = {k.removeprefix("bert."): v.float() for k, v in load_file(str(folder / "model.safetensors")).items()}
         return cls(folder, tokenizer, weights, config, max_tokens)
@@ -76,16 +78,19 @@ class MiniLM:
         return torch.stack(vectors).numpy()
 
     def _embed_batch(self, batch: list[str]):
-        torch = self._torch
-        encodings = self.tokenizer.encode_batch(batch)
-        ids = torch.tensor([e.ids for e in encodings], dtype=torch.long)
-        types = torch.tensor([e.type_ids for e in encodings], dtype=torch.long)
-        mask = torch.tensor([e.attention_mask for e in encodings], dtype=torch.long)
-        hidden = self._bert(ids, types, mask)
+        ids, types, mask = self.tensors(self.tokenizer.encode_batch(batch))
+        hidden = self.hidden_states(ids, types, mask)
         return self._pool(hidden, mask)
 
-    def _bert(self, ids, types, mask):
-        """BertModel.forward (eval mode, sdpa attention), returning the last hidden state."""
+    def tensors(self, encodings):
+        """(input ids, token type ids, attention mask) as torch tensors for a padded ``encode_batch`` result."""
+        torch = self._torch
+        return (torch.tensor([e.ids for e in encodings], dtype=torch.long),
+                torch.tensor([e.type_ids for e in encodings], dtype=torch.long),
+                torch.tensor([e.attention_mask for e in encodings], dtype=torch.long))
+
+    def hidden_states(self, ids, types, mask):
+        """BertModel.forward (eval mode, sdpa attention): the last hidden state. Call under inference_mode."""
         torch = self._torch
         F = torch.nn.functional
         w = self.w

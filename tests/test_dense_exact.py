@@ -89,3 +89,39 @@ def test_word_pieces_and_offsets_equal_the_transformers_tokenizer(encoder, refer
         ref = theirs(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         assert ours["input_ids"] == ref["input_ids"]
         assert [tuple(o) for o in ours["offset_mapping"]] == [tuple(o) for o in ref["offset_mapping"]]
+
+
+def test_verifier_logits_equal_the_transformers_cross_encoder(chunk_texts):
+    """grounding.crossencoder.VerifierModel (plain torch) against the transformers CrossEncoder it replaced
+    for inference: the same shipped weights, the same (claim, evidence) pairs, the same logits to the bit."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    from grounding.crossencoder import VERIFIER_DIR, _torch_module, get_verifier_model, minilm_path
+
+    ours = get_verifier_model(threads=2)
+    _, CrossEncoder = _torch_module()
+    reference = CrossEncoder(minilm_path())
+    reference.load_state_dict({k: v.float() for k, v in load_file(str(VERIFIER_DIR / "verifier.safetensors")).items()},
+                              strict=False)
+    reference.eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+    claims = QUESTIONS[:12] + ["The warranty lasts two years.", "Café naïve"]
+    evidence = chunk_texts[:14] + ["", " ".join(chunk_texts)]  # an empty one, and one far past max_len
+    pairs = [(c, e) for c, e in zip(claims * 2, evidence + evidence[::-1])]
+    assert len(pairs) == 28
+    expected: list[float] = []
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(pairs), 16):
+                chunk = pairs[start:start + 16]
+                enc = tokenizer([c for c, _ in chunk], [e or "(no evidence)" for _, e in chunk], truncation="only_second",
+                                max_length=ours.max_len, padding=True, return_tensors="pt")
+                expected.extend(float(x) for x in reference(enc["input_ids"], enc["attention_mask"],
+                                                             enc["token_type_ids"]))
+    finally:
+        torch.set_num_threads(previous)
+    assert ours.score(pairs) == expected
