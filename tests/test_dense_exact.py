@@ -125,3 +125,21 @@ def test_verifier_logits_equal_the_transformers_cross_encoder(chunk_texts):
     finally:
         torch.set_num_threads(previous)
     assert ours.score(pairs) == expected
+
+
+def test_demo_chunks_equal_with_either_tokenizer(encoder, reference, settings):
+    """Ingest's chunk boundaries and token counts do not depend on which tokenizer object counts the pieces."""
+    from ingest.chunker import Chunker
+    from ingest.reader import discover, read_file
+
+    ours = Chunker(encoder.tokenizer, settings.chunk_tokens, settings.chunk_overlap)
+    theirs = Chunker(reference.tokenizer, settings.chunk_tokens, settings.chunk_overlap)
+    long_text = " ".join(["A sentence about the K2 shutter and its warranty terms."] * 120 + ["x" * 3000])
+    documents = [(path.relative_to(root).as_posix(), read_file(path)) for root, path in discover([DEMO]).files]
+    total = 0
+    for doc_id, document in documents:
+        mine = ours.chunk(doc_id, document)
+        assert [(c.text, c.tokens) for c in mine] == [(c.text, c.tokens) for c in theirs.chunk(doc_id, document)]
+        total += len(mine)
+    assert total > 100
+    assert ours.split(long_text) == theirs.split(long_text) and len(ours.split(long_text)) > 3
