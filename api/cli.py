@@ -142,7 +142,9 @@ def search(
     """Search the index and print the best-matching chunks."""
     settings = _settings()
     filters = {k_: v for k_, v in {"source": source, "tags": tag, "doc_id": doc_id}.items() if v}
-    hits = _search_via_server(settings, query, collection, k, mode, filters)
+    from api.cli_remote import search_through_server
+
+    hits = search_through_server(settings, console, query, collection, k, mode, filters)
     if hits is None:
         from retrieval.search import Retriever
 
@@ -170,42 +172,6 @@ def search(
     Console().print(table)
     if not hits:
         console.print("no results")
-
-
-def _via_server(settings, command: str):
-    """The ``attest serve`` holding this data directory (api/cli_remote.py), or None."""
-    from api.cli_remote import server_for
-
-    return server_for(settings, command, echo=lambda line: console.print(line, markup=False))
-
-
-def _said_via(server) -> None:
-    console.print(f"via attest serve at {server.url} (pid {server.pid})", markup=False, highlight=False)
-
-
-def _remote_failed(server, exc) -> None:
-    """A server error, said plainly: 4xx is the request's fault (exit 2), anything else exit 1."""
-    console.print(f"[red]attest serve at {server.url} answered {exc.status}:[/red] {escape(exc.detail)}")
-    raise typer.Exit(2 if 400 <= exc.status < 500 and exc.status not in (401, 403, 429) else 1)
-
-
-def _search_via_server(settings, query, collection, k, mode, filters):
-    """(hits, timings) from a running ``attest serve``, or None to search in this process."""
-    from api.cli_remote import NoServer, RemoteError, search_via
-
-    server = _via_server(settings, "search")
-    if server is None:
-        return None
-    body = {"query": query, "top_k": k, "mode": mode, "collection": collection, "filters": filters or None}
-    try:
-        found = search_via(server, settings, {k_: v for k_, v in body.items() if v is not None})
-        _said_via(server)
-        return found
-    except RemoteError as exc:
-        _remote_failed(server, exc)
-    except NoServer as exc:
-        console.print(f"attest serve did not answer ({exc}); searching in this process", markup=False)
-        return None
 
 
 from api.cli_eval import eval_app  # noqa: E402  (registered after the commands above)
@@ -243,7 +209,10 @@ def ask(
         console.print(f"[red]unknown provider {unknown[0]!r}:[/red] valid providers are {', '.join(PROVIDER_NAMES)}")
         raise typer.Exit(2)
     settings = _settings()
-    if _ask_via_server(settings, question, risk, provider, k, collection, no_cache, as_json):
+    from api.cli_remote import ask_through_server
+
+    if ask_through_server(settings, console, _print_answer, question, risk, provider, k, collection, no_cache,
+                          as_json):
         return
     from api.question import QuestionPath
     from api.records import Records
@@ -269,36 +238,6 @@ def ask(
         _print_answer(response)
     if response.status in ("unavailable", "over_budget"):
         raise typer.Exit(1)
-
-
-def _ask_via_server(settings, question, risk, provider, k, collection, no_cache, as_json) -> bool:
-    """Answer through a running ``attest serve`` (``POST /v1/query``) and print it; False: answer here."""
-    from api.cli_remote import NoServer, RemoteError, ask_via
-
-    server = _via_server(settings, "ask")
-    if server is None:
-        return False
-    if len(provider) > 1:
-        console.print("[red]attest serve takes one --provider per question[/red] (its fallback chain is "
-                      "ATTEST_ANSWER_PROVIDERS); give one, or none")
-        raise typer.Exit(2)
-    body = {"question": question, "risk": risk, "cache": not no_cache, "top_k": k, "collection": collection,
-            "provider": provider[0] if provider else None}
-    try:
-        raw, response = ask_via(server, settings, {k_: v for k_, v in body.items() if v is not None})
-        _said_via(server)
-    except RemoteError as exc:
-        _remote_failed(server, exc)
-    except NoServer as exc:
-        console.print(f"attest serve did not answer ({exc}); answering in this process", markup=False)
-        return False
-    if as_json:
-        print(json.dumps(raw, indent=2))
-    else:
-        _print_answer(response)
-    if response.status in ("unavailable", "over_budget"):
-        raise typer.Exit(1)
-    return True
 
 
 def _print_answer(response) -> None:

@@ -6,8 +6,8 @@ cannot be opened here, and the server already has the model loaded: the command 
 path answer as in-process, so the hits and answers are the same; only the start-up (loading torch and the
 model, ~1.5-3 s) is skipped. Standard-library HTTP (urllib) keeps this path's imports to milliseconds.
 
-    server = server_for(settings, "search", echo)    # None: run in-process
-    hits, timings = search_via(server, settings, {"query": "...", "top_k": 10, "mode": "hybrid"})
+    found = search_through_server(settings, console, query, None, 10, "hybrid", {})  # None: search here
+    if ask_through_server(settings, console, print_answer, question, "low", [], None, None, False, False): ...
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ import json
 import urllib.error
 import urllib.request
 from types import SimpleNamespace
+
+import typer
+from rich.markup import escape
 
 
 class RemoteError(Exception):
@@ -99,3 +102,64 @@ def _namespace(value):
     if isinstance(value, list):
         return [_namespace(v) for v in value]
     return value
+
+
+# ---- the CLI commands' side (api/cli.py calls these; ``console`` is its stderr console) -----------------------
+def _server_or_none(settings, console, command: str):
+    return server_for(settings, command, echo=lambda line: console.print(line, markup=False))
+
+
+def _said_via(console, server) -> None:
+    console.print(f"via attest serve at {server.url} (pid {server.pid})", markup=False, highlight=False)
+
+
+def _failed(console, server, exc: RemoteError):
+    """A server error, said plainly: 4xx is the request's fault (exit 2), anything else exit 1."""
+    console.print(f"[red]attest serve at {server.url} answered {exc.status}:[/red] {escape(exc.detail)}")
+    raise typer.Exit(2 if 400 <= exc.status < 500 and exc.status not in (401, 403, 429) else 1)
+
+
+def search_through_server(settings, console, query, collection, k, mode, filters):
+    """``attest search``: (hits as dicts, timings) from the running ``attest serve``, or None to search here."""
+    server = _server_or_none(settings, console, "search")
+    if server is None:
+        return None
+    body = {"query": query, "top_k": k, "mode": mode, "collection": collection, "filters": filters or None}
+    try:
+        found = search_via(server, settings, {k_: v for k_, v in body.items() if v is not None})
+    except RemoteError as exc:
+        _failed(console, server, exc)
+    except NoServer as exc:
+        console.print(f"attest serve did not answer ({exc}); searching in this process", markup=False)
+        return None
+    _said_via(console, server)
+    return found
+
+
+def ask_through_server(settings, console, print_answer, question, risk, provider, k, collection, no_cache,
+                       as_json) -> bool:
+    """``attest ask`` through the running ``attest serve``, printed as in-process; False: answer here."""
+    server = _server_or_none(settings, console, "ask")
+    if server is None:
+        return False
+    if len(provider) > 1:
+        console.print("[red]attest serve takes one --provider per question[/red] (its fallback chain is "
+                      "ATTEST_ANSWER_PROVIDERS); give one, or none")
+        raise typer.Exit(2)
+    body = {"question": question, "risk": risk, "cache": not no_cache, "top_k": k, "collection": collection,
+            "provider": provider[0] if provider else None}
+    try:
+        raw, response = ask_via(server, settings, {k_: v for k_, v in body.items() if v is not None})
+    except RemoteError as exc:
+        _failed(console, server, exc)
+    except NoServer as exc:
+        console.print(f"attest serve did not answer ({exc}); answering in this process", markup=False)
+        return False
+    _said_via(console, server)
+    if as_json:
+        print(json.dumps(raw, indent=2))
+    else:
+        print_answer(response)
+    if response.status in ("unavailable", "over_budget"):
+        raise typer.Exit(1)
+    return True
