@@ -36,8 +36,8 @@ class NoServer(Exception):
 
 def server_for(settings, command: str, echo):
     """The running ``attest serve`` to send ``command`` through, or None (no server recorded for this data
-    directory, or none alive). With a server that wants keys and no ``ATTEST_API_CLIENT_KEY`` set, says what
-    to do and raises SystemExit(3): the index is held, so the command cannot run here either."""
+    directory, or none alive). With a server that wants keys, answers ``/healthz`` and no ``ATTEST_API_CLIENT_KEY``
+    is set: says what to do and raises SystemExit(3) (the index is held, the command cannot run here either)."""
     from api.server_lock import find_running_server, lock_path, store_held_message
 
     if not lock_path(settings).is_file():
@@ -46,6 +46,8 @@ def server_for(settings, command: str, echo):
     if server is None:
         return None
     if server.auth_mode != "open" and _key(settings) is None:
+        if find_running_server(settings, probe=True) is None:
+            return None  # the recorded pid is not a server that answers: nothing holds the index, run here
         echo(store_held_message(settings, server, command) + f" Set ATTEST_API_CLIENT_KEY to let `attest {command}` "
              "send it through the server.")
         raise SystemExit(3)

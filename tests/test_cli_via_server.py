@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -81,16 +82,35 @@ def test_search_and_ask_go_through_the_running_server(served_with_fake_llm, tmp_
 
 
 def test_a_server_wanting_keys_without_a_client_key_is_explained(tmp_path):
+    """This test process plays the server (a live pid) with a real /healthz on loopback; with nothing answering
+    there, the same lock file is treated as not holding the index."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
     from api.cli_remote import server_for
     from api.server_lock import write_lock
 
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/healthz" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
     settings = make_settings(tmp_path / "data", api_auth_mode="keys")
-    write_lock(settings, "127.0.0.1", 9)  # this test process is the "server": alive, so the file is not stale
-    lines: list[str] = []
-    with pytest.raises(SystemExit) as exit_info:
-        server_for(settings, "search", lines.append)
-    assert exit_info.value.code == 3
-    assert "held by `attest serve`" in lines[0] and "ATTEST_API_CLIENT_KEY" in lines[0] and "/v1/search" in lines[0]
+    health = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=health.serve_forever, daemon=True).start()
+    try:
+        write_lock(settings, "127.0.0.1", health.server_address[1])
+        lines: list[str] = []
+        with pytest.raises(SystemExit) as exit_info:
+            server_for(settings, "search", lines.append)
+        assert exit_info.value.code == 3
+        assert "held by `attest serve`" in lines[0] and "ATTEST_API_CLIENT_KEY" in lines[0] and "/v1/search" in lines[0]
+    finally:
+        health.shutdown()
+        health.server_close()
+    assert server_for(settings, "search", lines.append) is None  # nothing answers /healthz any more
 
 
 def test_a_recorded_server_that_does_not_answer_is_passed_over(tmp_path):
