@@ -140,30 +140,37 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="Print the hits as JSON on stdout."),
 ):
     """Search the index and print the best-matching chunks."""
-    from retrieval.search import Retriever
-
     settings = _settings()
-    store = _open_store(settings)
-    try:
-        filters = {k_: v for k_, v in {"source": source, "tags": tag, "doc_id": doc_id}.items() if v}
-        result = Retriever(settings, store).search(query, collection, k, mode, filters)
-    except ValueError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2)
-    finally:
-        store.close()
+    filters = {k_: v for k_, v in {"source": source, "tags": tag, "doc_id": doc_id}.items() if v}
+    from api.cli_remote import search_through_server
+
+    hits = search_through_server(settings, console, query, collection, k, mode, filters)
+    if hits is None:
+        from retrieval.search import Retriever
+
+        store = _open_store(settings)
+        try:
+            result = Retriever(settings, store).search(query, collection, k, mode, filters)
+        except ValueError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2)
+        finally:
+            store.close()
+        hits, timings = [h.to_dict() for h in result.hits], result.timings_ms
+    else:
+        hits, timings = hits
     if as_json:
-        print(json.dumps({"hits": [h.to_dict() for h in result.hits], "timings_ms": result.timings_ms}, indent=2))
+        print(json.dumps({"hits": hits, "timings_ms": timings}, indent=2))
         return
     table = Table(show_lines=True)
     for column in ("#", "score", "document", "text"):
         table.add_column(column)
-    for rank, hit in enumerate(result.hits, start=1):
-        where = hit.doc_id + (f" p.{hit.page}" if hit.page else "")
-        text = hit.text if len(hit.text) <= 300 else hit.text[:300] + "…"
-        table.add_row(str(rank), f"{hit.score:.3f}", where, text)
+    for rank, hit in enumerate(hits, start=1):
+        where = hit["doc_id"] + (f" p.{hit['page']}" if hit.get("page") else "")
+        text = hit["text"] if len(hit["text"]) <= 300 else hit["text"][:300] + "…"
+        table.add_row(str(rank), f"{hit['score']:.3f}", where, text)
     Console().print(table)
-    if not result.hits:
+    if not hits:
         console.print("no results")
 
 
@@ -195,9 +202,6 @@ def ask(
     The same path as POST /v1/query: retrieve (hybrid), answer, verify each claim, then serve, repair or
     withhold the answer. Only served or repaired answers enter the semantic cache.
     """
-    from api.question import QuestionPath
-    from api.records import Records
-
     if not question.strip():
         console.print("[red]the question is empty[/red]")
         raise typer.Exit(2)
@@ -206,6 +210,14 @@ def ask(
         console.print(f"[red]unknown provider {unknown[0]!r}:[/red] valid providers are {', '.join(PROVIDER_NAMES)}")
         raise typer.Exit(2)
     settings = _settings()
+    from api.cli_remote import ask_through_server
+
+    if ask_through_server(settings, console, _print_answer, question, risk, provider, k, collection, no_cache,
+                          as_json):
+        return
+    from api.question import QuestionPath
+    from api.records import Records
+
     store = _open_store(settings)
     records = Records(settings.database_path)
     path = None

@@ -12,7 +12,6 @@ configuration and cross-validation figures sit beside it in ``verifier.json``.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -61,15 +60,17 @@ def minilm_path() -> Path:
 
 
 class VerifierModel:
-    """The shipped cross-encoder on the CPU. Thread-safe (one forward pass at a time)."""
+    """The shipped cross-encoder on the CPU. Thread-safe (one forward pass at a time).
+
+    Inference runs the BERT body in plain torch (``retrieval.minilm``) with ``tokenizers`` for the word pieces:
+    the same logits, to the last bit, as the transformers ``CrossEncoder`` above that trained it
+    (tests/test_dense_exact.py), without importing transformers (~6 s before the first score)."""
 
     def __init__(self, folder: Path = VERIFIER_DIR, threads: int = 2):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        torch, CrossEncoder = _torch_module()
+        import torch
         from safetensors.torch import load_file
-        from transformers import AutoTokenizer
+
+        from retrieval.minilm import MiniLM
 
         weights = folder / "verifier.safetensors"
         if not weights.is_file():
@@ -77,15 +78,18 @@ class VerifierModel:
         self.meta = json.loads((folder / "verifier.json").read_text())
         self.max_len = int(self.meta["max_len"])
         self.evidence_sentences = int(self.meta["k"])
-        base = minilm_path()
-        self.tokenizer = AutoTokenizer.from_pretrained(str(base))
-        model = CrossEncoder(base)
+        # The base model's weights (the frozen word embeddings among them), then the trained ones over them.
+        self.bert = MiniLM.load(minilm_path(), max_tokens=self.max_len, truncation="only_second")
         state = {k: v.float() for k, v in load_file(str(weights)).items()}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or set(missing) - {"bert.embeddings.word_embeddings.weight"}:
-            raise ValueError(f"verifier weights do not match the model: missing {missing}, unexpected {unexpected}")
-        model.eval()
-        self.model = model
+        body = {k.removeprefix("bert."): v for k, v in state.items() if k.startswith("bert.")}
+        expected = {k for k in self.bert.w if not k.startswith("pooler.") and k != "embeddings.position_ids"}
+        missing = expected - set(body) - {"embeddings.word_embeddings.weight"}
+        unexpected = set(body) - expected | {k for k in state if not k.startswith(("bert.", "head."))}
+        if missing or unexpected or {"head.weight", "head.bias"} - set(state):
+            raise ValueError(f"verifier weights do not match the model: missing {sorted(missing)}, "
+                             f"unexpected {sorted(unexpected)}")
+        self.bert.w.update(body)
+        self.head_weight, self.head_bias = state["head.weight"], state["head.bias"]
         self.threads = threads
         self._torch = torch
         self._lock = threading.Lock()
@@ -103,10 +107,13 @@ class VerifierModel:
             try:
                 for start in range(0, len(pairs), batch_size):
                     chunk = pairs[start:start + batch_size]
-                    enc = self.tokenizer([c for c, _ in chunk], [e or "(no evidence)" for _, e in chunk],
-                                         truncation="only_second", max_length=self.max_len, padding=True,
-                                         return_tensors="pt")
-                    logits = self.model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
+                    encodings = self.bert.tokenizer.encode_batch([(c, e or "(no evidence)") for c, e in chunk])
+                    ids, types, mask = self.bert.tensors(encodings)
+                    hidden = self.bert.hidden_states(ids, types, mask)
+                    # CrossEncoder.forward: mean over the pair's tokens, then the one-logit head.
+                    m = mask.unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+                    logits = torch.nn.functional.linear(pooled, self.head_weight, self.head_bias).squeeze(-1)
                     out.extend(float(x) for x in logits)
             finally:
                 torch.set_num_threads(previous)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ingest.reader import ReadDocument
 from retrieval.dense import CONTENT_MAX_TOKENS
@@ -44,13 +45,17 @@ def chunk_point_id(doc_id: str, chash: str) -> str:
 
 class Chunker:
     def __init__(self, tokenizer, chunk_tokens: int = 256, overlap: int = 32):
-        from llama_index.core.node_parser import SentenceSplitter
-
         self.tokenizer = tokenizer
         # The model sees [CLS] + content + [SEP]: keep content within its window.
         self.chunk_tokens = min(chunk_tokens, CONTENT_MAX_TOKENS)
         self.overlap = min(overlap, self.chunk_tokens // 2)
-        self.splitter = SentenceSplitter(
+
+    @cached_property
+    def splitter(self):
+        # Built on first need: importing llama_index.core takes ~1.7 s, and sections that fit in one chunk never need it.
+        from llama_index.core.node_parser import SentenceSplitter
+
+        return SentenceSplitter(
             chunk_size=self.chunk_tokens,
             chunk_overlap=self.overlap,
             tokenizer=self._encode,
