@@ -30,6 +30,16 @@ def cache_collection(collection: str) -> str:
     return name if len(name) <= 64 else _CACHE_PREFIX + hashlib.sha1(collection.encode()).hexdigest()[:20]
 
 
+def identifiers(question: str) -> frozenset[str]:
+    """The numbers and codes a question names ("K2", "S3x16x739623", "2021"). Two questions that differ only
+    in these are close in embedding space and are different questions (the K2's warranty is not the K3's),
+    so a cached answer is served only to a question naming the same ones. Names without digits are left
+    out: a paraphrase may add or drop "Halden"."""
+    from grounding.checks import numbers_in, salient_tokens
+
+    return frozenset({t for t in salient_tokens(question) if any(c.isdigit() for c in t)} | numbers_in(question))
+
+
 def scope_key(filters: dict | None) -> str:
     """Answers found under different filters are different answers."""
     clean = {k: sorted(v if isinstance(v, list) else [v]) for k, v in (filters or {}).items() if v}
@@ -59,8 +69,9 @@ class SemanticCache:
         return hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:32]
 
     def lookup(self, collection: str, question_vector: list[float], filters: dict | None = None,
-               threshold: float | None = None) -> CacheHit | None:
-        """The most similar fresh entry at or above ``threshold`` (default: the configured one)."""
+               threshold: float | None = None, question: str | None = None) -> CacheHit | None:
+        """The most similar fresh entry at or above ``threshold`` (default: the configured one); given the
+        ``question``, only an entry for a question naming the same numbers and codes (``identifiers``)."""
         threshold = self.threshold if threshold is None else threshold
         name = cache_collection(collection)
         if not self.store.has_collection(name):
@@ -73,6 +84,8 @@ class SemanticCache:
                     break  # results come best first
                 payload = hit.payload
                 if payload.get("scope") != scope:
+                    continue
+                if question is not None and identifiers(payload.get("question", "")) != identifiers(question):
                     continue
                 versions = payload.get("doc_versions") or {}
                 if any(self.document_version(collection, doc) != version for doc, version in versions.items()):

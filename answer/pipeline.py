@@ -123,7 +123,7 @@ class AnswerPipeline:
         if cache_ready:
             t = time.perf_counter()
             request.vector = question_vector or self.embed(question)
-            hit = self.cache.lookup(request.collection, request.vector, filters)
+            hit = self.cache.lookup(request.collection, request.vector, filters, question=question)
             request.timings["cache_lookup_ms"] = _ms(time.perf_counter() - t)
             if hit is not None:
                 notice = (f"Served from the answer cache: a validated answer to a similar question "
@@ -157,7 +157,7 @@ class AnswerPipeline:
         if cache_ready:
             t = time.perf_counter()
             hit = self.cache.lookup(request.collection, request.vector, filters,
-                                    threshold=self.settings.cache_fallback_threshold)
+                                    threshold=self.settings.cache_fallback_threshold, question=question)
             request.timings["cache_fallback_ms"] = _ms(time.perf_counter() - t)
             if hit is not None:
                 notice = (f"Every model provider failed ({failures}). This is a cached answer to a similar "

@@ -336,6 +336,21 @@ def test_cache_serves_a_paraphrase_and_not_an_unrelated_question(cache_env):
     assert cache.lookup("docs", encoder.encode_query("Which memory cards does the K2 support?")) is None
 
 
+def test_cache_never_answers_a_question_about_another_model_number_or_code(cache_env):
+    """Found by benchmarks/soak.py: questions that differ only in a code ("token S3x16x739623") embed above
+    the threshold, and one document's answer was served for another's. Numbers and codes must match."""
+    cache, _, encoder = cache_env
+    question = "How long is the warranty on the K2 body?"
+    cache.remember("docs", question, encoder.encode_query(question), {"answer": "24 months. [1]", "sentences": []},
+                   ["warranty.md"])
+    other = "How long is the warranty on the K3 body?"
+    vector = encoder.encode_query(other)
+    assert cache.lookup("docs", vector) is not None, "close enough in embedding space to be served without the check"
+    assert cache.lookup("docs", vector, question=other) is None
+    paraphrase = "how long is the warranty on the k2 body"
+    assert cache.lookup("docs", encoder.encode_query(paraphrase), question=paraphrase) is not None
+
+
 def test_cache_entry_is_not_served_after_a_cited_document_changed(cache_env):
     cache, write_doc, encoder = cache_env
     question = "How long is the warranty on the K2 body?"
