@@ -203,7 +203,7 @@ class Settings(BaseSettings):
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     # Prompts (answer/prompts/<name>@<version>.txt); the retry uses the simplified one.
-    answer_prompt: str = "answer@2"
+    answer_prompt: str = "answer@3"
     # A folder searched before answer/prompts/ for <name>@<version>.txt (your own or a candidate prompt).
     prompts_dir: Path | None = None
     answer_retry_prompt: str = "answer-simple@2"

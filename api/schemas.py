@@ -115,7 +115,7 @@ class QueryResponse(BaseModel):
                     "evidence": ["c3f0a1"], "supporting": ["c3f0a1"], "signals": {}, "vetoes": [],
                     "citation": "ok", "corrected_citation": False}],
         "status": "answered", "served_from": "model", "route": "simple", "tier": "fast", "provider": "local",
-        "model": "qwen2.5-coder-0.5b", "prompt": "answer@2"}]})
+        "model": "qwen2.5-coder-0.5b", "prompt": "answer@3"}]})
 
     request_id: str
     question: str

@@ -58,6 +58,7 @@ class Claim:
     sentence: int
     passages: list[int] = field(default_factory=list)
     chunk_ids: list[str] = field(default_factory=list)
+    veto_text: str | None = None  # what the deterministic vetoes check, when not the whole text
 
 
 @dataclass

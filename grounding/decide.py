@@ -180,10 +180,12 @@ class Grounder:
 
         everything = "\n\n".join(p.text for p in passages)
 
+        veto_text = {c.text: c.veto_text for c in split.claims if c.veto_text is not None}
+
         def item(text: str, evidence: Evidence) -> ScoreItem:
             # Numbers must be in the passages the evidence came from; names and terms in any retrieved passage.
             return ScoreItem(text, evidence, "\n\n".join(pool.passages[n].text for n in evidence.passages),
-                             everything)
+                             everything, veto_text.get(text))
 
         def score_round(requests: list[tuple[int, str, ScoreItem]]) -> None:
             if not requests:
@@ -339,8 +341,9 @@ class Grounder:
         checked = split
         if statement:
             cited = sorted({n for c in split.claims for n in c.passages})
-            checked = SplitAnswer(split.sentences, [*split.claims, Claim(statement, -1, cited)], split.skipped,
-                                  split.cites)
+            checked = SplitAnswer(split.sentences, [*split.claims, Claim(statement, -1, cited,
+                                                                         veto_text=f"It is {short}.")],
+                                  split.skipped, split.cites)
         verdicts, timings = self.check_claims(checked, passages, risk)
         short_verdict = verdicts.pop() if statement else None
         for verdict in verdicts:

@@ -47,6 +47,10 @@ class ScoreItem:
     evidence: Evidence
     context: str  # the full text of the passages the evidence came from (number checks)
     sources: str | None = None  # every retrieved passage (term checks); default: context
+    # The part of the claim the vetoes hold to account (default: all of it). A short answer's statement
+    # ("<question> <short answer>.") is vetoed only for what the short answer says: the question's own
+    # words are the user's, and a name or term of the question the passages lack is no fault of the answer.
+    veto_claim: str | None = None
 
 
 @dataclass
@@ -180,6 +184,11 @@ class ClaimScorer:
         for item, signals in zip(items, all_signals):
             score = self._calibrated(signals, risk)
             vetoes = veto_reasons(signals, self.number_veto, self.term_veto)
+            if vetoes and item.veto_claim is not None:
+                texts = [s.text for s in item.evidence.sentences]
+                own = deterministic_signals(item.veto_claim, texts, item.context,
+                                            item.sources if item.sources is not None else item.context)
+                vetoes = veto_reasons(own, self.number_veto, self.term_veto)
             if vetoes:
                 score = min(score, VETO_CAP)
             elif contained(signals):
