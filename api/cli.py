@@ -277,6 +277,9 @@ def serve(
     if code:
         raise typer.Exit(code)
 
+import api.cli_ops as _ops; _ops.register(app)  # noqa: E402, E702  (attest backup, attest restore)
+
+
 def main() -> None:
     """The console script: the typer app, with a held index explained instead of a traceback."""
     from retrieval.store import StoreLockedError

@@ -58,6 +58,7 @@ class CollectionLocks:
     def __init__(self):
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._barrier = threading.Lock()  # held by hold_all: no new collection lock is handed out meanwhile
 
     def get(self, collection: str) -> threading.Lock:
         with self._guard:
@@ -65,13 +66,37 @@ class CollectionLocks:
 
     @contextmanager
     def hold(self, collection: str, timeout: float = -1):
-        lock = self.get(collection)
+        if not self._barrier.acquire(timeout=timeout):
+            raise TimeoutError(collection)
+        try:
+            lock = self.get(collection)
+        finally:
+            self._barrier.release()
         if not lock.acquire(timeout=timeout):
             raise TimeoutError(collection)
         try:
             yield
         finally:
             lock.release()
+
+    @contextmanager
+    def hold_all(self, timeout: float = -1):
+        """Every collection at once (a backup): waits for the job writing one to finish; new writers wait."""
+        if not self._barrier.acquire(timeout=timeout):
+            raise TimeoutError("all collections")
+        held: list[threading.Lock] = []
+        try:
+            with self._guard:
+                locks = list(self._locks.values())
+            for lock in locks:
+                if not lock.acquire(timeout=timeout):
+                    raise TimeoutError("all collections")
+                held.append(lock)
+            yield
+        finally:
+            for lock in held:
+                lock.release()
+            self._barrier.release()
 
 
 class _Tracker:
