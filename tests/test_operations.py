@@ -229,3 +229,38 @@ def test_each_question_is_one_trace_with_a_span_per_stage(tmp_path, encoder):
     assert first_generate.attributes["attest.provider"] == "openai"
     assert first_generate.attributes["attest.served_from"] == "model"
     assert failed.status == "unavailable" and failed.decision == "rejected"
+
+
+# ---- deploy/: the scale-out compose file -----------------------------------------------------------------
+def test_the_compose_file_wires_a_three_node_cluster_workers_proxy_and_scrapes(tmp_path):
+    import yaml
+
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    nodes = sorted(name for name in services if name.startswith("qdrant-"))
+    workers = sorted(name for name in services if name.startswith("attest-"))
+    assert len(nodes) == 3 and len(workers) >= 2
+    assert all(services[n]["environment"]["QDRANT__CLUSTER__ENABLED"] == "true" for n in nodes)
+    assert all("--bootstrap" in services[n]["command"] for n in nodes[1:])  # peers join the first
+    for worker in workers:
+        env = services[worker]["environment"]
+        assert int(env["ATTEST_QDRANT_SHARD_NUMBER"]) >= len(nodes) and int(env["ATTEST_QDRANT_REPLICATION_FACTOR"]) >= 2
+        assert env["ATTEST_QDRANT_URL"].startswith("http://qdrant-")
+        assert env["ATTEST_DATABASE_URL"].startswith("postgresql://") and "postgres" in services
+        assert services[worker]["volumes"] == [f"{worker}:/data"]  # its own state until state is shared
+    # the settings the workers are given are ones attest reads
+    from attest_settings import Settings
+
+    known = {f"ATTEST_{name.upper()}" for name in Settings.model_fields} | {"ATTEST_DATABASE_URL"}
+    assert set(services[workers[0]]["environment"]) <= known
+    # the proxy balances over every worker, and Prometheus scrapes every worker directly
+    nginx = (DEPLOY / "nginx.conf").read_text()
+    assert all(f"server {w}:8000;" in nginx for w in workers)
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == [f"{w}:8000" for w in workers]
+    promtool = _tool("promtool")
+    config = tmp_path / "prometheus.yml"
+    config.write_text((DEPLOY / "prometheus" / "prometheus.yml").read_text()
+                      .replace("/etc/prometheus/alerts.yml", str(ALERTS)))
+    checked = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
