@@ -164,6 +164,9 @@ def write_backup(settings, store, folder: Path, quiesce: Callable[[], ContextMan
 def _write_backup(settings, store, folder, quiesce, keep, progress) -> dict:
     folder = Path(folder).resolve()
     data_dir = Path(settings.data_dir).resolve()
+    if getattr(settings, "database_url", None) and not settings.database_url.startswith("sqlite"):
+        raise BackupError("the state is in PostgreSQL (ATTEST_DATABASE_URL): attest backup copies SQLite state "
+                          "only; back the database up with pg_dump, and the index with a Qdrant snapshot")
     if folder == data_dir or data_dir in folder.parents:
         raise BackupError(f"the backup folder {folder} is inside the data directory {data_dir}: choose another")
     folder.mkdir(parents=True, exist_ok=True)

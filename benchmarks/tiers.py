@@ -73,7 +73,7 @@ def tier_store(args, workdir: Path) -> list[dict]:
     encoder = get_dense_encoder()
     settings = Settings(data_dir=workdir / "store")
     store = EdgeStore(settings.edge_dir)
-    manifest = Manifest(settings.manifest_path)
+    manifest = Manifest(settings.manifest_url)
     Ingester(settings, store, manifest, encoder).run([ROOT / "data" / "demo"])
     manifest.close()
     retriever = Retriever(settings, store, encoder)
