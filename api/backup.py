@@ -153,6 +153,18 @@ def _clean_partials(folder: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def _check_state_location(settings) -> None:
+    """Backups copy the SQLite files of the data directory; state kept elsewhere is said plainly."""
+    url = getattr(settings, "database_url", None)
+    if not url:
+        return
+    if not url.startswith("sqlite"):
+        raise BackupError("the state is in PostgreSQL (ATTEST_DATABASE_URL): attest backup copies SQLite state "
+                          "only; back the database up with pg_dump, and the index with a Qdrant snapshot")
+    raise BackupError(f"the state is in {url} (ATTEST_DATABASE_URL), not in the data directory: unset it to back "
+                      f"up the data directory's attest.sqlite, or copy that file with the SQLite backup API")
+
+
 def write_backup(settings, store, folder: Path, quiesce: Callable[[], ContextManager] | None = None,
                  keep: int = 1, progress: Callable[[str], None] | None = None) -> dict:
     """Write a new backup generation of ``settings.data_dir`` (and ``store``) into ``folder``; returns its
@@ -164,9 +176,7 @@ def write_backup(settings, store, folder: Path, quiesce: Callable[[], ContextMan
 def _write_backup(settings, store, folder, quiesce, keep, progress) -> dict:
     folder = Path(folder).resolve()
     data_dir = Path(settings.data_dir).resolve()
-    if getattr(settings, "database_url", None) and not settings.database_url.startswith("sqlite"):
-        raise BackupError("the state is in PostgreSQL (ATTEST_DATABASE_URL): attest backup copies SQLite state "
-                          "only; back the database up with pg_dump, and the index with a Qdrant snapshot")
+    _check_state_location(settings)
     if folder == data_dir or data_dir in folder.parents:
         raise BackupError(f"the backup folder {folder} is inside the data directory {data_dir}: choose another")
     folder.mkdir(parents=True, exist_ok=True)
@@ -257,6 +267,7 @@ def restore_backup(settings, folder: Path, force: bool = False, store=None,
     from api.server_lock import find_running_server
 
     progress = progress or (lambda _: None)
+    _check_state_location(settings)
     generation, info = read_backup(folder)
     data_dir = Path(settings.data_dir).resolve()
     server = find_running_server(settings, probe=False)
