@@ -126,8 +126,10 @@ class _Tracker:
 
 
 # A running job is held by one worker for this long, renewed after every file: a worker that died without
-# saying so loses its jobs to the others once the lease runs out (at once, to a worker of the same host).
+# saying so loses its jobs to the others once the lease runs out (at once, to a worker of the same host that
+# starts; otherwise to the first idle worker sweeping after that).
 JOB_LEASE_S = 600.0
+JOB_SWEEP_S = 60.0  # how often an idle worker offers itself the unfinished jobs (claim_job decides)
 
 
 def _worker_id() -> str:
@@ -206,7 +208,12 @@ class JobRunner:
     # ---- the worker ------------------------------------------------------------------------------------
     def _work(self) -> None:
         while True:
-            job_id = self._queue.get()
+            try:
+                job_id = self._queue.get(timeout=JOB_SWEEP_S)
+            except queue.Empty:  # idle: look for jobs another worker took and then lost (its lease ran out)
+                for job in self.records.unfinished_jobs():
+                    self._queue.put(job["id"])
+                continue
             if job_id is None:
                 return
             job = self.records.job(job_id)

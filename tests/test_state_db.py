@@ -347,3 +347,34 @@ def test_backup_says_plainly_that_postgresql_state_is_backed_up_with_pg_dump(pos
     finally:
         store.close()
     assert not (tmp_path / "backups").exists()
+
+
+def test_a_job_lost_by_a_worker_on_another_host_is_taken_once_its_lease_runs_out(state_url, tmp_path, encoder,
+                                                                                  monkeypatch):
+    import api.jobs as jobs_module
+    from api.jobs import CollectionLocks, JobRunner
+    from api.records import Records
+    from retrieval.store import EdgeStore
+    from tests.test_api_support import wait_until
+
+    monkeypatch.setattr(jobs_module, "JOB_SWEEP_S", 0.2)
+    settings = make_settings(tmp_path / "data", database_url=state_url)
+    records, store = Records(state_url), EdgeStore(settings.edge_dir)
+    runner = JobRunner(settings, store, records, CollectionLocks(), encoder=encoder)
+    target = runner.collection_dir("acme", "docs") / "faq.md"
+    target.parent.mkdir(parents=True)
+    target.write_bytes((DEMO / "support/faq.md").read_bytes())  # moved into place before the other worker died
+    records.save_job({**_job("job_lost"), "files": [{"name": "faq.md", "status": "pending"}]})
+    assert records.claim_job("job_lost", "elsewhere:4242:dead", lease_s=600)
+    runner.start()
+    try:
+        assert records.job("job_lost")["status"] == "running"  # its lease runs: not taken
+        records._db.execute("UPDATE api_jobs SET lease_until = ? WHERE id = ?",
+                            ((datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat(), "job_lost"))
+        job = wait_until(lambda: records.job("job_lost")["status"] == "succeeded" and records.job("job_lost"), 300,
+                         "an idle worker to take the job")
+        assert job["files"][0]["status"] == "ingested" and store.count("docs") > 0
+    finally:
+        runner.stop()
+        store.close()
+        records.close()
