@@ -49,6 +49,10 @@ class ApiKeySpec(BaseModel):
     tenant: str = Field(min_length=1, max_length=64)
     collections: list[str] = Field(default_factory=list)
     read_only_collections: list[str] = Field(default_factory=list)
+    # "reviewer": may list, claim and decide review items of the tenants in review_tenants ("*" = every one);
+    # "request_review": may send `"review": true` (or false) with a question, overriding ATTEST_GROUNDING_REVIEW.
+    roles: list[Literal["reviewer", "request_review"]] = Field(default_factory=list)
+    review_tenants: list[str] = Field(default_factory=list)
 
 
 # ---- the answer providers' settings -------------------------------------------------------------------
@@ -203,12 +207,18 @@ class Settings(BaseSettings):
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     # Prompts (answer/prompts/<name>@<version>.txt); the retry uses the simplified one.
-    answer_prompt: str = "answer@1"
+    answer_prompt: str = "answer@2"
     # A folder searched before answer/prompts/ for <name>@<version>.txt (your own or a candidate prompt).
     prompts_dir: Path | None = None
-    answer_retry_prompt: str = "answer-simple@1"
+    answer_retry_prompt: str = "answer-simple@2"
     answer_passages: int = Field(default=5, ge=1, le=20)
     answer_max_tokens: int = Field(default=400, ge=32, le=4096)
+    # Sentences of each passage the model reads (the best matches to the question, plus the sentence a kept
+    # one refers back to): answer/condense.py. 0 shows whole passages.
+    answer_condense_sentences: int = Field(default=0, ge=0, le=50)
+    # When the fast model declines, or its answer fails verification, ask the strong model (the complex
+    # route's) once: grounding's one regeneration is then the strong model's (api/question.py).
+    answer_escalate: bool = False
     # Circuit breaker per provider: opens after N consecutive failures, probes again after the cool-down.
     breaker_failures: int = Field(default=3, ge=1)
     breaker_cooldown_s: float = Field(default=30.0, gt=0)
@@ -282,6 +292,9 @@ class Settings(BaseSettings):
     grounding_judge_weight: float = Field(default=0.5, ge=0, le=1)
     # Calibration profile (grounding/calibration.json): "verifier" (default) or "checks" (no trained model).
     grounding_profile: str = "verifier"
+    # A candidate claim verifier to try instead of the shipped one (its folder: weights, verifier.json and its
+    # own calibration.json); unset: grounding/verifier + grounding/calibration.json.
+    grounding_verifier_dir: Path | None = None
     # Evidence sentences per claim given to the verifier; default: the count it was trained with.
     grounding_evidence_sentences: int | None = Field(default=None, ge=1, le=10)
     # A number the claim states that its evidence passages do not contain makes the claim unsupported.
@@ -294,11 +307,36 @@ class Settings(BaseSettings):
     grounding_threads: int = Field(default=2, ge=1)
     # Failing answers go to a review queue (decision queued_for_review) instead of being rejected.
     grounding_review: bool = False
+
+    # ---- human review (review/, api/review.py) ------------------------------------------------------------
+    # How long a reviewer's claim on an item lasts; after it the item is free for another reviewer.
+    review_lease_s: float = Field(default=600.0, gt=0)
+    # The share of new items routed to two reviewers independently (their agreement rate is reported).
+    review_double_share: float = Field(default=0.0, ge=0, le=1)
+    # Approved and edited answers enter the semantic cache, marked as reviewed.
+    review_cache_approved: bool = True
+    # After delivery (never delaying it): this share of served answers is scored by the LLM quality judge
+    # (the grounding judge's model: the local one by default; rubric review/prompts/quality@1.txt); a score
+    # under review_judge_threshold, or a served answer's confidence under review_flag_confidence, queues the
+    # answer as a "flagged" item. review_judge_queue answers may wait for the judge; more are skipped.
+    review_judge_share: float = Field(default=0.0, ge=0, le=1)
+    review_judge_threshold: float = Field(default=0.5, gt=0, lt=1)
+    review_flag_confidence: float = Field(default=0.0, ge=0, le=1)
+    review_judge_queue: int = Field(default=100, ge=1)
+    # The reviewer page (/review): how long a sign-in lasts (a signed cookie; the key is re-checked on every
+    # request, so revoking it or removing its reviewer role ends the session at once).
+    review_session_s: float = Field(default=8 * 3600.0, gt=0)
     # The answer as a whole, at these risk levels: the judge is asked once per answer whether the passages
     # state the served answer as the answer to the question (DESIGN.md: AUROC 0.91 on 40 served answers,
     # about 7 s per answer on 2 cores); under grounding_answer_judge_threshold the answer is declined.
     grounding_answer_judge_risks: list[Risk] = ["high"]
     grounding_answer_judge_threshold: float = Field(default=0.7, gt=0, lt=1)
+    # The model's short answer is verified as the answer to the question ("Who won X?" + "Naomi Osaka"):
+    # when it fails, the whole answer is declined (true sentences that do not state what was asked are no
+    # answer). Off: a failing short answer is only left out, and the sentences decide alone.
+    grounding_short_answer_decides: bool = True
+    # Risk low, streaming: verify the first sentence while the model writes the rest (a "verified" event).
+    grounding_stream_verified: bool = True
 
     def provider_settings(self, name: str) -> ProviderSettings:
         """Provider ``name``'s settings as its sub-model, e.g. ``provider_settings("openai").base_url``."""

@@ -4,7 +4,8 @@ Entries live in a collection of their own beside the chunks (``answer-cache-<col
 only) with the answer, its citations, when it was made, and a version of every cited document (a digest
 of that document's chunk content hashes). An entry is served only when the question is similar enough
 (cosine of MiniLM embeddings >= threshold), was asked with the same filters, and none of its cited
-documents has changed since; a stale entry found on lookup is deleted.
+documents has changed since; a stale entry found on lookup is deleted. An answer a person approved or
+corrected (api/review.py) is stored the same way, with ``reviewed`` (item id, action, time, risk) in it.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class SemanticCache:
                 return None
             versions[doc] = version
         scope = scope_key(filters)
-        entry_id = str(uuid.uuid5(_NAMESPACE, f"{scope}\n{' '.join(question.lower().split())}"))
+        entry_id = self.entry_id(question, filters)
         payload = {
             "kind": "answer-cache",
             "question": question,
@@ -109,6 +110,17 @@ class SemanticCache:
         self.store.upsert(cache_collection(collection), [point])
         self._flush(cache_collection(collection))
         return entry_id
+
+    def entry_id(self, question: str, filters: dict | None = None) -> str:
+        """The id an answer to ``question`` under ``filters`` is stored under (one entry per question and scope)."""
+        return str(uuid.uuid5(_NAMESPACE, f"{scope_key(filters)}\n{' '.join(question.lower().split())}"))
+
+    def forget(self, collection: str, question: str, filters: dict | None = None) -> None:
+        """Remove the entry for ``question`` (an answer a reviewer rejected must not be served again)."""
+        name = cache_collection(collection)
+        if self.store.has_collection(name):
+            self.store.delete_ids(name, [self.entry_id(question, filters)])
+            self._flush(name)
 
     def _flush(self, name: str) -> None:
         # The embedded store batches durability (flush per unit of work); one answer is one unit here.

@@ -1,7 +1,9 @@
 """The model's answer as JSON: the schema it must follow, and the validation that decides if it is usable.
 
 A usable answer is either a decline (``answerable: false``) or sentences that each cite at least one of
-the passages actually given. Anything else (empty, truncated, not JSON, citing passage 7 of 5, a sentence
+the passages actually given, with an optional ``short_answer``: the entity, number, date or phrase that
+answers the question (null when the question wants an explanation). Grounding verifies the short answer as
+the answer to the question; it is never served unchecked. Anything else (empty, truncated, not JSON, citing passage 7 of 5, a sentence
 with no citation) is a ``MalformedOutput`` and sends the request to the next attempt.
 """
 
@@ -22,6 +24,8 @@ ANSWER_SCHEMA: dict = {
     "type": "object",
     "properties": {
         "answerable": {"type": "boolean"},
+        # Before the sentences: streamed first, and the model commits to what it is answering.
+        "short_answer": {"type": ["string", "null"]},
         "sentences": {
             "type": "array",
             "items": {
@@ -34,8 +38,10 @@ ANSWER_SCHEMA: dict = {
             },
         },
     },
-    "required": ["answerable", "sentences"],
+    "required": ["answerable", "short_answer", "sentences"],
 }
+# Longer than this, a "short answer" is an explanation: it is dropped (the sentences carry it).
+SHORT_ANSWER_MAX_WORDS = 16
 
 _DECLINE_PATTERN = re.compile(
     r"\b(documents?|passages?|context|sources?)\b[^.]{0,40}\b(do(es)?\s+not|don't|doesn't|never)\s+(say|mention|state|"
@@ -51,6 +57,8 @@ class ModelSentence(BaseModel):
 
 class ModelAnswer(BaseModel):
     answerable: bool
+    # Optional in validation: providers without structured output (prompt-only JSON) may leave it out.
+    short_answer: str | None = None
     sentences: list[ModelSentence] = Field(default_factory=list)
 
 
@@ -67,12 +75,23 @@ def is_decline_sentence(text: str) -> bool:
     return bool(_DECLINE_PATTERN.search(text))
 
 
+def normalise_short_answer(text: str | None) -> str | None:
+    """The short answer as served: whitespace collapsed, a trailing full stop dropped; None when empty, a
+    decline ("not mentioned"), or too long to be short."""
+    if text is None:
+        return None
+    text = " ".join(text.split()).rstrip(".").strip()
+    if not text or text.lower() in ("null", "none", "n/a", "unknown") or is_decline_sentence(text):
+        return None
+    return text if len(text.split()) <= SHORT_ANSWER_MAX_WORDS else None
+
+
 def parse_answer(text: str, finish_reason: str, passage_count: int, provider: str = "") -> ModelAnswer:
     """Validate raw model output against the passages given; return a normalised ``ModelAnswer``.
 
-    Normalised means: whitespace trimmed, citations de-duplicated and sorted, empty sentences dropped, and a
-    decline (``answerable: false``, or only "the documents do not say"-type sentences) reduced to
-    ``DECLINE_TEXT`` with no citations.
+    Normalised means: whitespace trimmed, citations de-duplicated and sorted, empty sentences dropped, the
+    short answer normalised (``normalise_short_answer``), and a decline (``answerable: false``, or only "the
+    documents do not say"-type sentences) reduced to ``DECLINE_TEXT`` with no citations and no short answer.
     """
     if finish_reason == "length":
         raise MalformedOutput("the answer was cut off at the token limit (truncated)", provider)
@@ -106,4 +125,4 @@ def parse_answer(text: str, finish_reason: str, passage_count: int, provider: st
     kept = [s if s in substantive else
             ModelSentence(text=s.text, passages=[n for n in s.passages if 1 <= n <= passage_count])
             for s in sentences]
-    return ModelAnswer(answerable=True, sentences=kept)
+    return ModelAnswer(answerable=True, short_answer=normalise_short_answer(answer.short_answer), sentences=kept)

@@ -7,11 +7,12 @@
 Order of a request:
 1. semantic cache (a hit costs no model call);
 2. router: simple / complex / out-of-scope (out-of-scope declines without a model call);
-3. the chain: for each configured provider, the route's model with the main prompt, then once more with the
+3. the passages cut to the sentences that matter for the question (answer/condense.py), when configured;
+4. the chain: for each configured provider, the route's model with the main prompt, then once more with the
    simplified prompt when the output was unusable; skip providers whose circuit breaker is open; check the
    token budgets before every call; validate every output (citations must point at given passages);
-4. when every provider failed: the semantic cache again with a lower threshold, served with a notice;
-5. otherwise a clear message carrying the request id. Never a raw error, never a blank answer.
+5. when every provider failed: the semantic cache again with a lower threshold, served with a notice;
+6. otherwise a clear message carrying the request id. Never a raw error, never a blank answer.
 
 This stage does not decide whether the answer is true: grounding/ does, after it.
 """
@@ -24,6 +25,7 @@ from typing import Callable, Sequence
 
 from answer.breaker import BreakerBoard
 from answer.cache import CacheHit, SemanticCache
+from answer.condense import condensed_views
 from answer.output import ANSWER_SCHEMA, DECLINE_TEXT, ModelAnswer, parse_answer
 from answer.passages import NumberedPassages
 from answer.prompts import PassageView, load_prompt
@@ -99,7 +101,8 @@ class AnswerPipeline:
                filters: dict | None = None, principal: Principal = Principal(),
                providers: Sequence[str] | None = None, question_vector: list[float] | None = None,
                on_delta: Callable[[str], None] | None = None, use_cache: bool = True,
-               request_id: str | None = None, instruction: str | None = None) -> AnswerResult:
+               request_id: str | None = None, instruction: str | None = None,
+               escalate: bool = False) -> AnswerResult:
         """Answer ``question`` (already validated by the edge that received it) from ``passages``: retrieval
         Hits, best first, every one of them shown to the model as a numbered passage.
 
@@ -107,14 +110,16 @@ class AnswerPipeline:
         writes it: only an answer that grounding has served is remembered, by the question path, through
         ``remember``. ``request_id`` is the caller's id for this request (the API's), used in messages and
         ledger rows; ``instruction`` is appended to the prompt (grounding's regeneration names the claims
-        that failed), and such an answer never comes from the cache.
+        that failed), and such an answer never comes from the cache. ``escalate``: the strong tier answers
+        whatever the router says (the question path's second try after the fast model declined or failed
+        its checks).
         """
         question = " ".join(question.split())
         started = time.perf_counter()
         request = _Request(self, request_id or new_request_id(), question, NumberedPassages.of(passages),
                            collection or self.settings.collection, filters, principal, started, instruction)
 
-        cache_ready = use_cache and self.cache is not None and not instruction
+        cache_ready = use_cache and self.cache is not None and not instruction and not escalate
         if cache_ready:
             t = time.perf_counter()
             request.vector = question_vector or self.embed(question)
@@ -127,12 +132,21 @@ class AnswerPipeline:
 
         t = time.perf_counter()
         decision = classify(question, [h.text for h in request.passages])
+        if escalate and decision.route is Route.SIMPLE:
+            decision = RouteDecision(Route.COMPLEX, ["escalated: the fast model's answer declined or did not hold up"])
         request.timings["route_ms"] = _ms(time.perf_counter() - t)
         request.decision = decision
         if decision.route is Route.OUT_OF_SCOPE:
             return request.finish(status="declined", served_from="router", tier="none",
                                   answer=ModelAnswer(answerable=False, sentences=[]),
                                   notice=f"Not answered by a model: {decision.reasons[0]}.")
+
+        if self.settings.answer_condense_sentences:
+            t = time.perf_counter()
+            request.vector = request.vector or question_vector or self.embed(question)
+            request.views = condensed_views(question, request.vector, request.passages, self.encoder,
+                                            self.settings.answer_condense_sentences, self.settings.query_threads)
+            request.timings["condense_ms"] = _ms(time.perf_counter() - t)
 
         for name, model in self._chain(decision, providers or self.settings.answer_providers):
             outcome = request.try_provider(name, model, on_delta)
@@ -165,6 +179,7 @@ class AnswerPipeline:
         vector = question_vector or self.embed(result.question)
         cached = {
             "answer": result.answer,
+            "short_answer": result.short_answer,
             "sentences": [s.model_dump() for s in result.sentences],
             "provider": result.provider, "model": result.model, "prompt": result.prompt, "route": result.route,
         }
@@ -305,6 +320,7 @@ class _Request:
             request_id=self.id, question=self.question, status=status, served_from=served_from,
             answer=text if text is not None else format_answer(answer),
             answerable=bool(answer and answer.answerable),
+            short_answer=answer.short_answer if answer is not None and answer.answerable else None,
             sentences=self._citations(answer) if answer is not None else [],
             route=decision.route.value if decision else "", route_reasons=decision.reasons if decision else [],
             tier=tier, provider=provider, model=model, prompt=prompt, tokens=self.tokens, cost_usd=self.cost,
@@ -316,11 +332,11 @@ class _Request:
         decision = self.decision
         return AnswerResult(
             request_id=self.id, question=self.question, status="answered", served_from="cache",
-            answer=cached["answer"], answerable=True,
+            answer=cached["answer"], answerable=True, short_answer=cached.get("short_answer"),
             sentences=[AnswerSentence.model_validate(s) for s in cached["sentences"]],
             route=decision.route.value if decision else cached.get("route", ""),
             route_reasons=decision.reasons if decision else [], tier="cache", provider=cached.get("provider"),
             model=cached.get("model"), prompt=cached.get("prompt"), tokens=self.tokens, cost_usd=self.cost,
             timings_ms=dict(self.timings), notice=notice, attempts=list(self.attempts),
             cache=CacheInfo(similarity=round(hit.similarity, 4), question=hit.question, created_at=hit.created_at,
-                            entry_id=hit.entry_id))
+                            entry_id=hit.entry_id, reviewed=cached.get("reviewed")))

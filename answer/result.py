@@ -56,6 +56,7 @@ class CacheInfo(BaseModel):
     question: str
     created_at: str
     entry_id: str
+    reviewed: dict | None = None  # an answer a person approved or corrected: {item_id, action, at, risk}
 
 
 class AnswerResult(BaseModel):
@@ -65,6 +66,8 @@ class AnswerResult(BaseModel):
     served_from: ServedFrom
     answer: str
     answerable: bool
+    short_answer: str | None = Field(default=None, description="The entity, number, date or phrase that answers "
+                                                               "the question, as the model gave it (unverified).")
     sentences: list[AnswerSentence] = Field(default_factory=list)
     route: str
     route_reasons: list[str] = Field(default_factory=list)

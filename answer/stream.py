@@ -10,7 +10,9 @@ A reader wants the sentences, each followed by its ``[n]`` markers, as they are 
 Parsing is pydantic-core's partial JSON (``allow_partial="trailing-strings"``) over the text received so
 far; a sentence's markers are shown once its passage list is complete (the next sentence has begun, or the
 whole object has arrived), so a number is never shown half-written ("[1" of "[12]"). What has been shown is
-never taken back: each piece extends the text before it.
+never taken back: each piece extends the text before it. ``complete`` lists the sentences whose text and
+passage list are final, as ``(text, passages)``: the question path verifies the first one while the model is
+still writing the rest.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class AnswerTextStream:
     def __init__(self):
         self._raw: list[str] = []
         self.text = ""  # everything returned so far
+        self.complete: list[tuple[str, list[int]]] = []  # sentences whose text and passages are final
 
     def feed(self, delta: str) -> str:
         self._raw.append(delta)
@@ -31,8 +34,7 @@ class AnswerTextStream:
         piece, self.text = readable[len(self.text):], readable
         return piece
 
-    @staticmethod
-    def _readable(raw: str) -> str | None:
+    def _readable(self, raw: str) -> str | None:
         start = raw.find("{")
         if start < 0:
             return None
@@ -48,6 +50,7 @@ class AnswerTextStream:
         if not isinstance(sentences, list):
             return None
         parts = []
+        complete = []
         for index, sentence in enumerate(sentences):
             if not isinstance(sentence, dict):
                 continue
@@ -58,4 +61,8 @@ class AnswerTextStream:
             passages = sentence.get("passages") if final else None
             marks = "".join(f"[{n}]" for n in passages if isinstance(n, int)) if isinstance(passages, list) else ""
             parts.append(f"{text} {marks}" if marks else text)
+            if final and isinstance(passages, list):
+                complete.append((text, [n for n in passages if isinstance(n, int)]))
+        if len(complete) >= len(self.complete):
+            self.complete = complete
         return " ".join(parts)

@@ -8,6 +8,11 @@ for local use: every request is the tenant ``local`` with every collection.
 
     principal = keys.authenticate("Bearer sk-...")         # or the X-API-Key header's value
     principal.can_read("acme-docs"), principal.can_write("acme-docs")
+    principal.can_review("acme")                            # role "reviewer", scoped to named tenants
+
+Roles: ``reviewer`` (the human-review API, for the tenants in ``review_tenants``; "*" = every tenant) and
+``request_review`` (may send ``"review": true`` with a question). Table keys keep theirs in ``api_key_roles``.
+In open mode the one local principal has both roles for every tenant.
 """
 
 from __future__ import annotations
@@ -34,6 +39,12 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at  TEXT NOT NULL,
     revoked     INTEGER NOT NULL DEFAULT 0
 );
+"""), Migration(2, "API key roles", """
+CREATE TABLE IF NOT EXISTS api_key_roles (
+    key_sha256     TEXT PRIMARY KEY,     -- api_keys.key_sha256
+    roles          TEXT NOT NULL,        -- JSON list: reviewer, request_review
+    review_tenants TEXT NOT NULL         -- JSON list of tenants a reviewer key may review; "*" = every tenant
+);
 """)])
 
 OPEN_TENANT = "local"
@@ -41,6 +52,9 @@ OPEN_TENANT = "local"
 
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+key_digest = _digest  # public: the review page's session refers to a key by its digest
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,8 @@ class Principal:
     collections: tuple[str, ...]
     read_only: tuple[str, ...] = ()
     open_mode: bool = False
+    roles: tuple[str, ...] = ()
+    review_tenants: tuple[str, ...] = ()
 
     def can_read(self, collection: str) -> bool:
         return "*" in self.collections or collection in self.collections or collection in self.read_only \
@@ -59,6 +75,16 @@ class Principal:
 
     def can_write(self, collection: str) -> bool:
         return "*" in self.collections or collection in self.collections
+
+    @property
+    def reviewer(self) -> bool:
+        return "reviewer" in self.roles
+
+    def can_review(self, tenant: str) -> bool:
+        return self.reviewer and ("*" in self.review_tenants or tenant in self.review_tenants)
+
+    def may_request_review(self) -> bool:
+        return "request_review" in self.roles
 
     def default_collection(self, fallback: str) -> str:
         for name in self.collections + self.read_only:
@@ -90,7 +116,8 @@ class KeyStore:
             digest = _digest(key)
             self._config.append(_Entry(digest, Principal(
                 key_id="key_" + digest[:12], tenant=spec.tenant, collections=tuple(spec.collections),
-                read_only=tuple(spec.read_only_collections))))
+                read_only=tuple(spec.read_only_collections), roles=tuple(spec.roles),
+                review_tenants=tuple(spec.review_tenants))))
         self._db: Database | None = open_db(self.settings.state_url, _SCHEMA)
 
     @property
@@ -105,7 +132,11 @@ class KeyStore:
     def lookup(self, key: str) -> Principal | None:
         if not key:
             return None
-        digest = _digest(key)
+        return self.lookup_digest(_digest(key))
+
+    def lookup_digest(self, digest: str) -> Principal | None:
+        """The principal of the key whose SHA-256 is ``digest`` (the review page's session holds the digest,
+        never the key, and looks it up on every request: a revoked key or a removed role ends the session)."""
         found = None
         for entry in self._config:
             if hmac.compare_digest(entry.digest, digest):
@@ -114,16 +145,19 @@ class KeyStore:
             return found
         with self._lock:
             row = self._db.one(
-                "SELECT key_id, tenant, collections, read_only_collections FROM api_keys "
-                "WHERE key_sha256 = ? AND revoked = 0", (digest,))
+                "SELECT k.key_id, k.tenant, k.collections, k.read_only_collections, r.roles, r.review_tenants "
+                "FROM api_keys k LEFT JOIN api_key_roles r ON r.key_sha256 = k.key_sha256 "
+                "WHERE k.key_sha256 = ? AND k.revoked = 0", (digest,))
         if row is None:
             return None
-        key_id, tenant, collections, read_only = row
+        key_id, tenant, collections, read_only, roles, review_tenants = row
         return Principal(key_id=key_id, tenant=tenant, collections=tuple(json.loads(collections)),
-                         read_only=tuple(json.loads(read_only)))
+                         read_only=tuple(json.loads(read_only)), roles=tuple(json.loads(roles or "[]")),
+                         review_tenants=tuple(json.loads(review_tenants or "[]")))
 
     def open_principal(self) -> Principal:
-        return Principal(key_id="local", tenant=OPEN_TENANT, collections=("*",), open_mode=True)
+        return Principal(key_id="local", tenant=OPEN_TENANT, collections=("*",), open_mode=True,
+                         roles=("reviewer", "request_review"), review_tenants=("*",))
 
     def close(self) -> None:
         with self._lock:
@@ -132,9 +166,13 @@ class KeyStore:
                 self._db = None
 
 
-def add_key(database: str | Path, tenant: str, collections: list[str], read_only: list[str] | None = None) -> str:
+def add_key(database: str | Path, tenant: str, collections: list[str], read_only: list[str] | None = None,
+            roles: list[str] | None = None, review_tenants: list[str] | None = None) -> str:
     """Create a key in the state database (``settings.state_url`` or a SQLite file path) and return it (shown
-    once; only its digest is kept)."""
+    once; only its digest is kept). ``roles``: reviewer (of ``review_tenants``) and/or request_review."""
+    unknown = set(roles or ()) - {"reviewer", "request_review"}
+    if unknown:
+        raise ValueError(f"unknown role(s) {sorted(unknown)}: roles are reviewer, request_review")
     key = "ak_" + secrets.token_urlsafe(32)
     digest = _digest(key)
     db = open_db(database, _SCHEMA)
@@ -142,6 +180,9 @@ def add_key(database: str | Path, tenant: str, collections: list[str], read_only
         db.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, 0)",
                    (digest, "key_" + digest[:12], tenant, json.dumps(collections), json.dumps(read_only or []),
                     datetime.now(timezone.utc).isoformat(timespec="seconds")))
+        if roles:
+            db.execute("INSERT INTO api_key_roles (key_sha256, roles, review_tenants) VALUES (?, ?, ?)",
+                       (digest, json.dumps(list(roles)), json.dumps(list(review_tenants or []))))
     finally:
         db.close()
     return key

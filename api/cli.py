@@ -172,6 +172,7 @@ from api.cli_eval import eval_app  # noqa: E402  (registered after the commands 
 app.add_typer(eval_app, name="eval")
 from api.cli_verify import verify_command  # noqa: E402
 app.command("verify")(verify_command)
+from api.cli_review import review_app; app.add_typer(review_app, name="review")  # noqa: E402,E702
 
 RISK_HELP = "low: served once its claims are checked, streamed as written | high: stricter threshold and judge"
 
@@ -231,6 +232,8 @@ def ask(
 def _print_answer(response) -> None:
     """The answer first, then what was checked: decision, each claim's verdict, what was retracted, sources."""
     out = Console(soft_wrap=True)
+    if response.short_answer:  # verified as the answer to the question: first, then the sentences behind it
+        out.print(f"[bold]{escape(response.short_answer)}[/bold]")
     out.print(response.answer, markup=False)
     if response.notice and response.notice != response.answer:
         out.print(f"[yellow]note:[/yellow] {escape(response.notice)}")

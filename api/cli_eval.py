@@ -194,9 +194,11 @@ def eval_history(golden: Optional[str] = typer.Option(None, "--golden", help="On
     from api.cli import _settings
     from evaluation.golden import HEADLINE, RunHistory
 
-    history = RunHistory(_settings().state_url)
+    settings = _settings()
+    history = RunHistory(settings.state_url)
     runs = history.runs(golden)
     history.close()
+    _print_quality(settings)
     if not runs:
         console.print("no golden runs stored yet: run `attest eval golden` first")
         return
@@ -214,3 +216,22 @@ def eval_history(golden: Optional[str] = typer.Option(None, "--golden", help="On
                       *cells, f"{run['latency_p50_ms']:.0f}")
         previous = run["scores"]
     Console(width=220).print(table)
+
+
+def _print_quality(settings) -> None:
+    """Served answers' quality over time: the judge's mean score per day (review/quality.py)."""
+    from review.store import ReviewStore
+
+    store = ReviewStore(settings.database_path)
+    try:
+        days = store.quality_by_day()
+    finally:
+        store.close()
+    if not days:
+        return
+    table = Table(title="served answers' quality (quality judge, after delivery)")
+    for column in ("day", "answers judged", "mean score"):
+        table.add_column(column)
+    for day in days:
+        table.add_row(day["day"], str(day["answers"]), f"{day['mean_score']:.3f}")
+    Console(width=120).print(table)

@@ -2,12 +2,19 @@
 
 Exposed at ``GET /metrics``: requests and their latency, latency per stage of the question path, tokens,
 cost, decisions by type, the fallback tier that answered, cache hits, provider errors, admission
-(queued, refused), cancelled generations and ingest jobs.
+(queued, refused), cancelled generations and ingest jobs; human review: queue depth and the oldest open
+item's age per tenant and kind (read from the review store at scrape time), decisions by action and kind.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+
+log = logging.getLogger("attest.api.metrics")
 
 disable_created_metrics()  # no *_created series: they double the output and no dashboard here reads them
 
@@ -51,6 +58,19 @@ class Metrics:
         self.jobs = Counter("attest_ingest_jobs_total", "Ingest jobs by final status", ["status"], registry=r)
         self.files = Counter("attest_ingest_files_total", "Uploaded files by ingest outcome", ["outcome"], registry=r)
         self.feedback = Counter("attest_feedback_total", "Feedback received by rating", ["rating"], registry=r)
+        self.review_decisions = Counter("attest_review_decisions_total",
+                                        "Reviewers' decisions by action (approved, edited, rejected) and item kind",
+                                        ["action", "kind"], registry=r)
+        self.quality = Histogram("attest_answer_quality", "The quality judge's score of served answers (0..1)",
+                                 buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), registry=r)
+        self.flagged = Counter("attest_review_flagged_total", "Served answers queued for review after delivery",
+                               ["reason"], registry=r)
+        self.quality_skipped = Counter("attest_answer_quality_skipped_total",
+                                       "Served answers not judged because the judge's queue was full", registry=r)
+
+    def watch_review_queue(self, desk) -> None:
+        """Export the review queue's depth and oldest open item's age, read from ``desk.store`` per scrape."""
+        self.registry.register(_ReviewQueueCollector(desk))
 
     def observe_answer(self, response) -> None:
         """Count one answered question (an ``api.schemas.QueryResponse``)."""
@@ -74,3 +94,37 @@ class Metrics:
         for stage, ms in response.timings_ms.items():
             if stage in ("retrieve_ms", "generate_ms", "verify_ms", "total_ms", "first_token_ms", "queue_ms"):
                 self.stage_seconds.labels(stage[:-3]).observe(ms / 1000)
+
+
+class _ReviewQueueCollector:
+    """Gauges computed from the review store when /metrics is scraped (the store is the truth: several
+    processes may add items to it)."""
+
+    def __init__(self, desk):
+        self.desk = desk
+
+    def _families(self):
+        depth = GaugeMetricFamily("attest_review_queue_depth", "Open review items (pending, claimed or disputed)",
+                                  labels=["tenant", "kind"])
+        oldest = GaugeMetricFamily("attest_review_oldest_pending_seconds",
+                                   "Age of the oldest open review item, in seconds", labels=["tenant", "kind"])
+        return depth, oldest
+
+    def describe(self):
+        return list(self._families())
+
+    def collect(self):
+        from review.store import parse_iso
+
+        depth, oldest = self._families()
+        try:
+            stats = self.desk.store.queue_stats()
+            now = self.desk.store.clock()
+        except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the store is busy or closed
+            log.warning("review queue metrics unavailable: %s", exc)
+            stats, now = [], time.time()
+        for row in stats:
+            depth.add_metric([row["tenant"], row["kind"]], row["depth"])
+            oldest.add_metric([row["tenant"], row["kind"]], max(0.0, now - parse_iso(row["oldest"])))
+        yield depth
+        yield oldest

@@ -19,11 +19,16 @@ numbered once (answer/passages.py); grounding checks and re-cites claims against
 answer grounding served or repaired enters the semantic cache, as the text that was served.
 
 Events, for streaming callers (``on_event(name, data)``), in this order:
-- risk ``low``: ``retrieval`` (the sources), ``token`` (answer text as the model writes it), ``claim`` (one
+- risk ``low``: ``retrieval`` (the sources), ``token`` (answer text as the model writes it), ``verified``
+  (the first sentence, once its claims hold: checked while the model writes the rest), ``claim`` (one
   verdict per claim), ``final`` (the whole response; ``retracted`` lists sentences that were streamed but
   did not hold up, and ``answer`` is the text that did);
 - risk ``high``: ``retrieval``, then nothing until the answer is verified (and repaired where it can be),
   then ``claim`` per claim, then ``token`` with only the verified text, then ``final``.
+
+A failing answer is ``queued_for_review`` (review on: ATTEST_GROUNDING_REVIEW, or ``review=True``) only where
+a review queue is attached (``reviews``, api/review.py): it is stored there with everything a reviewer needs
+and the response carries ``review.poll_url``; without a queue it is rejected.
 
 Where claim verification is turned off (``ATTEST_GROUNDING_ENABLED=false``) or fails, claims are listed as
 ``unverified``: a low-risk answer is served with a notice saying so, a high-risk answer is withheld.
@@ -44,7 +49,7 @@ from answer.pipeline import AnswerPipeline, new_request_id
 from answer.result import AnswerResult, AnswerSentence, unique_citations
 from answer.stream import AnswerTextStream
 from answer.usage import Principal
-from api.schemas import ClaimVerdict, QueryResponse, SourceOut
+from api.schemas import ClaimVerdict, EvidenceSpan, QueryResponse, ReviewRef, SourceOut
 from attest_settings import Settings
 from grounding import decide
 from grounding.decide import AnswerCheck, Grounder, GroundedAnswer
@@ -52,6 +57,7 @@ from retrieval.search import Retriever
 from retrieval.store import VectorStore
 
 log = logging.getLogger("attest.api.question")
+REVIEWED_CACHE_NOTICE = "Reviewed and approved by a person when this answer was first given."
 
 EventSink = Callable[[str, dict], None]
 
@@ -92,8 +98,19 @@ def _claim_out(claim: decide.ClaimVerdict, passages: NumberedPassages) -> ClaimV
         score=round(float(claim.score), 4), threshold=float(claim.threshold),
         citations=passages.chunk_ids(claim.cited_passages), evidence=claim.evidence_ids,
         supporting=passages.chunk_ids(claim.supporting_passages), signals=dict(claim.signals),
-        vetoes=list(claim.vetoes), citation=claim.citation,
-        corrected_citation=claim.citation in ("corrected", "added"))
+        vetoes=list(claim.vetoes), evidence_spans=[_span(e, passages) for e in claim.evidence],
+        citation=claim.citation, corrected_citation=claim.citation in ("corrected", "added"))
+
+
+def _span(evidence: decide.EvidenceRef, passages: NumberedPassages) -> EvidenceSpan:
+    """An evidence sentence with its offsets in the passage text (what a reviewer's page highlights)."""
+    start = None
+    if evidence.passage in passages:
+        found = (getattr(passages.hit(evidence.passage), "text", "") or "").find(evidence.text)
+        start = found if found >= 0 else None
+    return EvidenceSpan(chunk_id=evidence.chunk_id, passage=evidence.passage, text=evidence.text,
+                        similarity=float(evidence.similarity), start=start,
+                        end=None if start is None else start + len(evidence.text))
 
 
 @dataclass
@@ -107,9 +124,11 @@ class Verification:
     claims: list[ClaimVerdict] = field(default_factory=list)
     retracted: list[str] = field(default_factory=list)
     answer_check: AnswerCheck | None = None
+    short_answer: str | None = None              # verified; None when absent, failed or withheld
     confidence: float | None = None
     notice: str | None = None
     result: AnswerResult | None = None           # the regenerated answer, when grounding asked for one
+    prompt_version: str | None = None            # the grounding stage's (which rules judged the claims)
 
     @property
     def citations(self):
@@ -127,8 +146,8 @@ class Verification:
             notice = decide.REPAIRED_NOTICE.format(count=len(retracted))
         return cls(decision=grounded.decision, verified=True, answer=grounded.text,
                    sentences=list(grounded.sentences), claims=[_claim_out(c, passages) for c in grounded.claims],
-                   retracted=retracted, answer_check=grounded.answer_check, confidence=float(grounded.confidence),
-                   notice=notice,
+                   retracted=retracted, answer_check=grounded.answer_check, short_answer=grounded.short_answer,
+                   confidence=float(grounded.confidence), notice=notice, prompt_version=grounded.prompt_version,
                    result=used if isinstance(used, AnswerResult) and used is not original else None)
 
     @classmethod
@@ -146,7 +165,7 @@ class QuestionPath:
     """Holds the long-lived parts (retriever, answer pipeline, grounder); one per process."""
 
     def __init__(self, settings: Settings, retriever: Retriever, pipeline: AnswerPipeline,
-                 grounder: Grounder | None, records=None, metrics=None, tracer=None):
+                 grounder: Grounder | None, records=None, metrics=None, tracer=None, reviews=None):
         self.settings = settings
         self.retriever = retriever
         self.encoder = retriever.encoder
@@ -154,6 +173,8 @@ class QuestionPath:
         self.grounder = grounder
         self.records = records    # api.records.Records: remembers the verdicts of cached answers
         self.metrics = metrics
+        # The human-review queue (api.review.ReviewDesk): where a ``queued_for_review`` answer is stored.
+        self.reviews = reviews
         if tracer is None:
             from opentelemetry import trace
 
@@ -163,14 +184,14 @@ class QuestionPath:
     @classmethod
     def build(cls, settings: Settings, store: VectorStore, encoder=None, *,
               grounder: Grounder | None | Literal["auto"] = "auto", records=None, metrics=None,
-              tracer=None) -> "QuestionPath":
+              tracer=None, reviews=None) -> "QuestionPath":
         """Open every stage the settings name over ``store``. ``grounder="auto"``: the claim verifier unless
         ``ATTEST_GROUNDING_ENABLED=false``; ``None``: answers are served unverified (low risk) or withheld."""
         retriever = Retriever(settings, store, encoder)
         pipeline = AnswerPipeline(settings, store, encoder=retriever.encoder)
         if grounder == "auto":
             grounder = Grounder(settings, encoder=retriever.encoder) if settings.grounding_enabled else None
-        return cls(settings, retriever, pipeline, grounder, records, metrics, tracer)
+        return cls(settings, retriever, pipeline, grounder, records, metrics, tracer, reviews)
 
     def close(self) -> None:
         self.pipeline.close()
@@ -190,7 +211,9 @@ class QuestionPath:
     def ask(self, question: str, *, collection: str | None = None, filters: dict | None = None,
             top_k: int | None = None, risk: str = "low", providers: Sequence[str] | None = None,
             principal: Principal = Principal(), request_id: str | None = None, use_cache: bool = True,
-            on_event: EventSink | None = None, cancel: threading.Event | None = None) -> QueryResponse:
+            on_event: EventSink | None = None, cancel: threading.Event | None = None,
+            review: bool | None = None) -> QueryResponse:
+        """``review``: queue a failing answer for a person (default: ATTEST_GROUNDING_REVIEW)."""
         question = " ".join(question.split())
         request_id = request_id or new_request_id()
         collection = collection or self.settings.collection
@@ -224,6 +247,8 @@ class QuestionPath:
 
         # 2. answer
         text_stream = AnswerTextStream()
+        early = _EarlyCheck(self.grounder, question, passages, risk, emit, started) \
+            if risk == "low" and self.grounder is not None and self.settings.grounding_stream_verified else None
 
         def on_delta(delta: str) -> None:
             if cancel is not None and cancel.is_set():
@@ -232,6 +257,8 @@ class QuestionPath:
                 piece = text_stream.feed(delta)
                 if piece:
                     emit("token", {"text": piece})
+                if early is not None and text_stream.complete:
+                    early.start(*text_stream.complete[0])
 
         with self._span("generate", request_id=request_id) as span:
             t = time.perf_counter()
@@ -254,15 +281,38 @@ class QuestionPath:
             if result.provider:
                 span.set_attribute("attest.provider", result.provider)
         check_cancel()
-        for key in ("cache_lookup_ms", "first_token_ms", "route_ms", "validate_ms"):
+        if self._should_escalate(result) and not result.answerable:
+            # The fast model declined: the strong one gets one try (not streamed: the decline already was).
+            t = time.perf_counter()
+            with self._span("escalate", request_id=request_id):
+                try:
+                    stronger = self.pipeline.answer(question, passages, collection=collection,
+                                                    filters=filters or None, principal=principal,
+                                                    providers=list(providers) if providers else None,
+                                                    question_vector=vector, use_cache=False,
+                                                    request_id=request_id, escalate=True)
+                except GenerationCancelled:
+                    raise
+                except Exception as exc:  # the fast model's decline stands
+                    log.warning("escalation failed: %s", exc)
+                    stronger = None
+            timings["escalate_ms"] = _ms(time.perf_counter() - t)
+            if stronger is not None and stronger.status in ("answered", "declined"):
+                result = stronger
+        check_cancel()
+        for key in ("cache_lookup_ms", "first_token_ms", "route_ms", "validate_ms", "condense_ms"):
             if key in result.timings_ms:
                 timings[key] = result.timings_ms[key]
 
         # 3. verify and decide
+        if early is not None:
+            early.join()  # one verifier user at a time
+            if early.verified_ms is not None:
+                timings["first_verified_ms"] = early.verified_ms
         with self._span("verify", request_id=request_id, risk=risk) as span:
             t = time.perf_counter()
             verification = self._verify(question, result, passages, risk, collection, filters, principal,
-                                        providers, request_id)
+                                        providers, request_id, review)
             timings["verify_ms"] = _ms(time.perf_counter() - t)
             span.set_attribute("attest.decision", verification.decision)
         if verification.result is not None:
@@ -272,8 +322,13 @@ class QuestionPath:
         if use_cache:
             self._remember(result, vector, collection, filters, verification)
 
+        if "first_verified_ms" not in timings and verification.verified \
+                and verification.decision in ("served", "repaired") and result.answerable:
+            timings["first_verified_ms"] = _ms(time.perf_counter() - started)  # verified with the whole answer
         response = self._response(request_id, question, risk, result, verification, sources, timings, started,
                                   use_cache)
+        if response.decision == "queued_for_review":
+            response = self._queue_for_review(response, result, verification, collection, filters, principal)
         for claim in response.claims:
             emit("claim", claim.model_dump())
         if risk == "high":
@@ -286,17 +341,22 @@ class QuestionPath:
 
     # ---- stages ----------------------------------------------------------------------------------------
     def _verify(self, question: str, result: AnswerResult, passages: NumberedPassages, risk: str, collection,
-                filters, principal, providers, request_id: str) -> Verification:
+                filters, principal, providers, request_id: str, review: bool | None = None) -> Verification:
         if result.status in ("unavailable", "over_budget"):
             return Verification("rejected", False)
         if not result.answerable:  # a decline claims nothing: nothing to check
             return Verification("served", True)
-        if result.served_from == "cache" and result.cache is not None and self.records is not None and risk == "low":
+        reviewed = result.cache.reviewed if result.cache is not None else None
+        # A cached answer keeps the verdicts it was served with at low risk; one a person reviewed at high risk
+        # is served on that review at high risk too (the person's decision is the stronger check).
+        if result.served_from == "cache" and result.cache is not None and self.records is not None and (
+                risk == "low" or (reviewed or {}).get("risk") == "high"):
             stored = self.records.cached_verdicts(result.cache.entry_id)
             if stored is not None:
                 claims = [ClaimVerdict.model_validate(c) for c in stored.get("claims", [])]
+                notice = REVIEWED_CACHE_NOTICE if reviewed else decide.CACHED_VERDICTS_NOTICE
                 return Verification("served", True, claims=claims, confidence=stored.get("confidence"),
-                                    notice=decide.CACHED_VERDICTS_NOTICE)
+                                    notice=notice, short_answer=result.short_answer)  # cached as verified
         if self.grounder is None:
             why = ("claim verification is turned off (ATTEST_GROUNDING_ENABLED=false)"
                    if not self.settings.grounding_enabled else "no claim verifier is configured")
@@ -307,22 +367,30 @@ class QuestionPath:
             at temperature 0 would say the same again, so the instruction names them."""
             return self.pipeline.answer(question, passages, collection=collection, filters=filters or None,
                                         principal=principal, providers=list(providers) if providers else None,
-                                        use_cache=False, request_id=request_id, instruction=instruction)
+                                        use_cache=False, request_id=request_id, instruction=instruction,
+                                        escalate=self._should_escalate(result))
 
         try:
-            grounded = self.grounder.verify(question, result, passages, risk, regenerate)
+            grounded = self.grounder.verify(question, result, passages, risk, regenerate,
+                                            review=review if self.reviews is not None else False)
         except Exception as exc:
             log.error("claim verification failed", exc_info=exc)
             return Verification.unverified(result, risk, f"claim verification failed ({type(exc).__name__})",
                                            request_id)
         return Verification.from_grounded(grounded, passages, result)
 
+    def _should_escalate(self, result: AnswerResult) -> bool:
+        """The fast model's own answer, with escalation on: its decline or its failed verification gets one
+        more try from the strong model (ATTEST_ANSWER_ESCALATE)."""
+        return self.settings.answer_escalate and result.served_from == "model" and result.tier == "fast"
+
     def _remember(self, result: AnswerResult, vector, collection, filters, verification: Verification) -> None:
         """A served or repaired answer, verified, fresh from a model, enters the cache as it was served."""
         if not (verification.decision in ("served", "repaired") and verification.verified
                 and result.served_from == "model" and result.answerable and verification.sentences):
             return
-        served = result.model_copy(update={"answer": verification.answer, "sentences": verification.sentences})
+        served = result.model_copy(update={"answer": verification.answer, "sentences": verification.sentences,
+                                           "short_answer": verification.short_answer})
         try:
             entry_id = self.pipeline.remember(served, vector, collection, filters or None)
             if entry_id and self.records is not None:
@@ -331,6 +399,20 @@ class QuestionPath:
                     "confidence": verification.confidence})
         except Exception as exc:  # a cache write must never cost the user the answer
             log.warning("could not cache the answer: %s", exc)
+
+    def _queue_for_review(self, response: QueryResponse, draft: AnswerResult, verification: Verification,
+                          collection: str, filters, principal) -> QueryResponse:
+        """Store the withheld answer for a reviewer; the user gets the poll URL. If it cannot be stored, the
+        answer is rejected instead: telling the user a person will look at it would be untrue."""
+        try:
+            ref = self.reviews.queue_answer(response, draft, collection=collection, filters=filters or None,
+                                            tenant=principal.org, api_key_id=principal.api_key_id,
+                                            grounding_prompt=verification.prompt_version)
+        except Exception as exc:  # noqa: BLE001 - the user still gets a plain answer
+            log.error("could not queue the answer for review", exc_info=exc)
+            text = decide.REJECTED_TEXT.format(request_id=response.request_id)
+            return response.model_copy(update={"decision": "rejected", "answer": text, "notice": text})
+        return response.model_copy(update={"review": ref})
 
     def _response(self, request_id, question, risk, result: AnswerResult, verification: Verification, sources,
                   timings, started, use_cache) -> QueryResponse:
@@ -348,6 +430,7 @@ class QuestionPath:
         timings["total_ms"] = _ms(time.perf_counter() - started)
         return QueryResponse(
             request_id=request_id, question=question, answer=answer, decision=decision, risk=risk,
+            short_answer=_short_answer(result, verification),
             verified=verification.verified, confidence=verification.confidence, citations=citations,
             claims=verification.claims, retracted=verification.retracted, answer_check=verification.answer_check,
             status=result.status,
@@ -369,6 +452,49 @@ class QuestionPath:
             self.metrics.observe_answer(response)
         emit("final", response.model_dump(mode="json"))
         return response
+
+
+class _EarlyCheck:
+    """Risk low: the answer's first sentence is verified, in a thread, as soon as the model has finished
+    writing it (its text and passage list are final), while the model writes the rest. When every claim of
+    it holds, a ``verified`` event says so at once. The decision on the whole answer is still made after
+    it (a sentence verified early can still be retracted, e.g. when the answer does not answer the question)."""
+
+    def __init__(self, grounder: Grounder, question: str, passages: NumberedPassages, risk: str, emit: EventSink,
+                 started: float):
+        self.grounder, self.question, self.passages, self.risk = grounder, question, passages, risk
+        self.emit, self.started = emit, started
+        self.thread: threading.Thread | None = None
+        self.verified_ms: float | None = None
+
+    def start(self, text: str, cited: list[int]) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, args=(text, cited), name="attest-early-check",
+                                           daemon=True)
+            self.thread.start()
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+
+    def _run(self, text: str, cited: list[int]) -> None:
+        try:
+            verdicts = self.grounder.check_sentence(self.question, text, cited, self.passages, self.risk)
+        except Exception as exc:  # noqa: BLE001 - the whole answer is verified after it anyway
+            log.warning("early verification failed: %s", exc)
+            return
+        if verdicts and all(v.supported for v in verdicts):
+            self.verified_ms = _ms(time.perf_counter() - self.started)
+            self.emit("verified", {"sentence": 0, "text": text, "passages": cited,
+                                   "score": round(min(float(v.score) for v in verdicts), 4)})
+
+
+def _short_answer(result: AnswerResult, verification: Verification) -> str | None:
+    """The short answer the user may see: verified by grounding (now, or when the cached answer was first
+    given); unverified only where the whole answer is served unverified (low risk, verification off)."""
+    if verification.decision not in ("served", "repaired") or not result.answerable:
+        return None
+    return verification.short_answer if verification.verified else result.short_answer
 
 
 def _unverified_claims(result: AnswerResult) -> list[ClaimVerdict]:

@@ -94,6 +94,10 @@ class Records:
         row = self._one("SELECT response FROM api_queries WHERE request_id = ? AND tenant = ?", (request_id, tenant))
         return json.loads(row[0]) if row else None
 
+    def query_collection(self, request_id: str, tenant: str) -> str | None:
+        row = self._one("SELECT collection FROM api_queries WHERE request_id = ? AND tenant = ?", (request_id, tenant))
+        return row[0] if row else None
+
     def add_feedback(self, request_id: str, tenant: str, api_key_id: str, rating: str, correction: str | None,
                      comment: str | None, response: dict) -> int:
         sources = {"citations": response.get("citations", []),

@@ -1,4 +1,5 @@
-"""The long-lived parts one API process holds: the store, the question path, keys, records, jobs, metrics."""
+"""The long-lived parts one API process holds: the store, the question path, keys, records, jobs, metrics,
+and the human-review desk."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from api.jobs import CollectionLocks, JobRunner
 from api.metrics import Metrics
 from api.question import QuestionPath
 from api.records import Records
+from api.review import ReviewDesk
 from attest_settings import Settings
 from grounding.decide import Grounder
 from ingest.manifest import Manifest
@@ -33,6 +35,7 @@ class Services:
     metrics: Metrics
     admission: Admission
     manifest: Manifest
+    reviews: ReviewDesk
     manifest_lock: threading.Lock = field(default_factory=threading.Lock)
     closed: bool = False
 
@@ -43,20 +46,24 @@ class Services:
         caller that already holds them); ``grounder=None`` serves answers unverified (see QuestionPath)."""
         from retrieval.dense import get_dense_encoder
         from retrieval.store import open_store
+        from review.store import ReviewStore
 
         metrics = Metrics()
         store = store if store is not None else open_store(settings)
         encoder = encoder or get_dense_encoder()
         records = Records(settings.state_url)
         locks = CollectionLocks()
+        reviews = ReviewDesk(settings, ReviewStore(settings.database_path), records=records, metrics=metrics)
         question = QuestionPath.build(settings, store, encoder, grounder=grounder, records=records, metrics=metrics,
-                                      tracer=tracer)
+                                      tracer=tracer, reviews=reviews)
+        reviews.question = question
+        reviews.start_flagging()
         jobs = JobRunner(settings, store, records, locks, encoder=encoder, metrics=metrics)
         admission = Admission(settings.api_max_concurrent, settings.api_max_queue, settings.api_queue_timeout_s,
                               settings.api_max_inflight_per_key, metrics)
         return cls(settings=settings, store=store, question=question, keys=KeyStore(settings), records=records,
                    jobs=jobs, locks=locks, metrics=metrics, admission=admission,
-                   manifest=Manifest(settings.manifest_url))
+                   manifest=Manifest(settings.manifest_url), reviews=reviews)
 
     def close(self) -> None:
         if self.closed:
@@ -64,6 +71,7 @@ class Services:
         self.closed = True
         self.jobs.stop()
         self.question.close()
+        self.reviews.close()
         with self.manifest_lock:
             self.manifest.close()
         self.records.close()

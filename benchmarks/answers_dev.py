@@ -14,7 +14,11 @@ the demo golden set's unanswerable questions against the demo corpus (more (a) c
 - (b) correct and served; wrongly declined; and, side by side, "correct before grounding": the model's own
   draft (its claims, served or not) contains the reference. Grounding must not throw good answers away, so
   the share of those drafts that were served is the figure to watch;
-- p50 / p95 latency per collection and risk level; every question's answer, decision and draft in --out.
+- (b) the short answer's exact match and token F1 against the reference over every question asked (a
+  declined or withheld answer scores 0): HotpotQA's official answer metrics;
+- with ``--demo-answerable``, the demo golden set's answerable questions too: the share answered and served;
+- p50 / p95 latency, first-token p50 and mean prompt tokens per collection and risk level; every question's
+  answer, short answer, decision and draft in --out.
 Questions 0-49 are the held-out half: no training data of the grounding verifier comes from them
 (grounding/training); the report gives them apart when the run covers both halves.
 """
@@ -74,10 +78,22 @@ def load(limit: int, offset: int):
     return absent, present, cases
 
 
-def demo_unanswerable() -> list[dict]:
+def demo_golden() -> list[dict]:
+    """The demo golden set: its unanswerable questions are more (a) cases; its answerable ones should be
+    answered and served (their references are sentences, so correctness is not scored here)."""
     rows = [json.loads(line) for line in (DEMO / "golden.jsonl").read_text().splitlines() if line.strip()]
-    return [{"index": -1, "id": r["id"], "question": r["question"], "answer": None, "held_out": True}
-            for r in rows if not r["answerable"]]
+    return [{"index": -1, "id": r["id"], "question": r["question"], "answer": None, "held_out": True,
+             "answerable": r["answerable"]} for r in rows]
+
+
+def tokens_f1(prediction: str, reference: str) -> float:
+    """SQuAD token F1 (HotpotQA's official answer metric) over normalised words."""
+    predicted, gold = normalise(prediction).split(), normalise(reference).split()
+    common = sum(min(predicted.count(w), gold.count(w)) for w in set(predicted))
+    if not predicted or not gold or not common:
+        return float(predicted == gold)
+    precision, recall = common / len(predicted), common / len(gold)
+    return 2 * precision * recall / (precision + recall)
 
 
 def build_index(data_dir: Path, absent: dict, present: dict) -> None:
@@ -122,20 +138,50 @@ def wait_ready(client, deadline_s: float = 300) -> None:
     raise SystemExit("attest serve did not come up")
 
 
-def ask(client, case: dict, collection: str, risk: str) -> dict:
+def ask_streamed(client, payload: dict) -> tuple[int, dict, dict]:
+    """``POST /v1/query/stream``: the final answer, and when (seconds after sending) the first answer text
+    and the first verified sentence arrived, as a user watching the stream sees them."""
     started = time.perf_counter()
-    response = client.post("/v1/query", json={"question": case["question"], "collection": collection,
-                                              "risk": risk, "cache": False})
+    seen: dict = {}
+    body: dict = {}
+    with client.stream("POST", "/v1/query/stream", json=payload) as response:
+        if response.status_code != 200:
+            return response.status_code, json.loads(response.read() or b"{}"), seen
+        event = None
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+                seen.setdefault(f"{event}_s", round(time.perf_counter() - started, 2))
+            elif line.startswith("data:") and event in ("final", "error"):
+                body = json.loads(line.split(":", 1)[1])
+    return (200 if "answer" in body else 500), body, seen
+
+
+def ask(client, case: dict, collection: str, risk: str, stream: bool = False) -> dict:
+    started = time.perf_counter()
+    payload = {"question": case["question"], "collection": collection, "risk": risk, "cache": False}
+    seen: dict = {}
+    if stream:
+        status, body, seen = ask_streamed(client, payload)
+    else:
+        response = client.post("/v1/query", json=payload)
+        status, body = response.status_code, response.json()
     seconds = time.perf_counter() - started
-    body = response.json()
-    if response.status_code != 200:
+    if status != 200:
         return {**case, "collection": collection, "risk": risk, "error": body, "seconds": seconds}
     shown = body["decision"] in ("served", "repaired") and body["status"] == "answered"
     draft = " ".join([body["answer"] if shown else ""] + [c["text"] for c in body["claims"]] + body["retracted"])
     return {**case, "collection": collection, "risk": risk, "seconds": round(seconds, 2),
             "decision": body["decision"], "status": body["status"], "answer": body["answer"], "shown": shown,
             "declined": not shown, "draft": draft, "answer_check": body.get("answer_check"),
-            "model": body.get("model"),
+            "model": body.get("model"), "short_answer": body.get("short_answer"),
+            "draft_short_answer": (body.get("answer_check") or {}).get("short_answer"),
+            "em": float(bool(case["answer"]) and shown and normalise(body.get("short_answer") or "")
+                        == normalise(case["answer"])),
+            "f1": round(tokens_f1(body.get("short_answer") or "", case["answer"]), 4)
+            if case["answer"] and shown else 0.0,
+            "timings_ms": body.get("timings_ms"), "prompt_tokens": (body.get("tokens") or {}).get("prompt"),
+            "stream": seen,
             "correct": shown and case["answer"] is not None and contains(body["answer"], case["answer"]),
             "draft_correct": case["answer"] is not None and contains(draft, case["answer"])}
 
@@ -154,17 +200,42 @@ def summarise(rows: list[dict], label: str) -> list[str]:
                 continue
             times = [r["seconds"] for r in got]
             latency = f"p50 {statistics.median(times):.1f} s, p95 {pct(times, 0.95):.1f} s"
-            if collection in ("absent", "demo"):
+            first = [r["timings_ms"]["first_token_ms"] / 1000 for r in got
+                     if (r.get("timings_ms") or {}).get("first_token_ms")]
+            if first:
+                latency += f"; first token p50 {statistics.median(first):.1f} s"
+            tokens = [r["prompt_tokens"] for r in got if r.get("prompt_tokens")]
+            if tokens:
+                latency += f"; prompt tokens mean {statistics.mean(tokens):.0f}"
+            streamed = [r["stream"] for r in got if r.get("stream", {}).get("token_s")]
+            if streamed:  # --stream: as the client saw it
+                verified = [x["verified_s"] for x in streamed if "verified_s" in x]
+                latency += (f"; streamed: first token p50 {statistics.median(x['token_s'] for x in streamed):.1f} s, "
+                            f"first verified sentence p50 {statistics.median(verified) if verified else float('nan'):.1f}"
+                            f" s ({len(verified)} of {len(streamed)} had one before the end)")
+            if collection == "demo":
+                unanswerable = [r for r in got if not r.get("answerable")]
+                answerable = [r for r in got if r.get("answerable")]
+                declined = sum(r["declined"] for r in unanswerable)
+                served = sum(r["shown"] for r in answerable)
+                lines.append(f"| {label} | {risk} | demo golden | {len(got)} | unanswerable declined {declined}/"
+                             f"{len(unanswerable)} ({declined / max(1, len(unanswerable)):.0%}); answerable "
+                             f"answered and served {served}/{len(answerable)} ({served / max(1, len(answerable)):.0%})"
+                             f" | - | - | {latency} |")
+            elif collection == "absent":
                 declined = sum(r["declined"] for r in got)
-                lines.append(f"| {label} | {risk} | ({'a' if collection == 'absent' else 'a, demo'}) {collection} | "
+                lines.append(f"| {label} | {risk} | (a) absent | "
                              f"{len(got)} | declined {declined} ({declined / len(got):.0%}) | - | - | {latency} |")
             else:
                 correct = sum(r["correct"] for r in got)
                 drafts = [r for r in got if r["draft_correct"]]
                 kept = sum(r["correct"] for r in drafts)
                 wrongly = sum(r["declined"] for r in drafts)
+                em = statistics.mean(r.get("em", 0.0) for r in got)
+                f1 = statistics.mean(r.get("f1", 0.0) for r in got)
                 lines.append(f"| {label} | {risk} | (b) present | {len(got)} | correct and served {correct} "
-                             f"({correct / len(got):.0%}) | draft correct {len(drafts)}; of those served {kept} "
+                             f"({correct / len(got):.0%}); short answer EM {em:.3f}, F1 {f1:.3f} | "
+                             f"draft correct {len(drafts)}; of those served {kept} "
                              f"({kept / max(1, len(drafts)):.0%}), wrongly declined {wrongly} | "
                              f"declined {sum(r['declined'] for r in got)} | {latency} |")
     return lines
@@ -177,6 +248,10 @@ def main() -> None:
     parser.add_argument("--risks", default="low,high")
     parser.add_argument("--collections", default="absent,present,demo")
     parser.add_argument("--data-dir", type=Path, default=None, help="Reuse an index built by an earlier run.")
+    parser.add_argument("--stream", action="store_true",
+                        help="Ask through POST /v1/query/stream and time the first token and verified sentence.")
+    parser.add_argument("--demo-answerable", action="store_true",
+                        help="Ask the demo golden set's answerable questions too (answered and served?).")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server (repeatable).")
     parser.add_argument("--out", type=Path, default=None, help="Every question's outcome, as JSON.")
     args = parser.parse_args()
@@ -200,10 +275,10 @@ def main() -> None:
             wait_ready(client)
             plan = [(c, name) for name in args.collections.split(",") if name != "demo" for c in cases]
             if "demo" in args.collections.split(","):
-                plan += [(c, "demo") for c in demo_unanswerable()]
+                plan += [(c, "demo") for c in demo_golden() if args.demo_answerable or not c["answerable"]]
             for risk in args.risks.split(","):
                 for case, collection in plan:
-                    row = ask(client, case, collection, risk)
+                    row = ask(client, case, collection, risk, args.stream)
                     rows.append(row)
                     print(f"{risk:4} {collection:7} {case['index']:3} {row.get('decision', 'ERROR'):10} "
                           f"{row.get('seconds', 0):5.1f}s ok={row.get('correct')} draft={row.get('draft_correct')} "

@@ -586,6 +586,18 @@ def veto_reasons(signals: dict, number_veto: bool = True, term_veto: bool = True
     return [check.name for check in VETOES if on[check.setting] and signals.get(check.trigger, 0) > 0]
 
 
+def missing_numbers(claim: str, context: str) -> list[str]:
+    """The numbers ``claim`` states that ``context`` does not (what the number veto found, by name: the
+    review page says which)."""
+    return sorted(_missing_numbers(parse(claim), Sources((), context)))
+
+
+def missing_terms(claim: str, passages: str) -> list[str]:
+    """The names and terms of ``claim`` that no passage contains (what the term veto found, by name)."""
+    text = parse(passages).lower
+    return sorted(t for t in parse(claim).names if t not in text)
+
+
 def question_signals(claim: str, question: str) -> dict[str, float]:
     """The signals of the checks that read the question: a claim that only says the question back, one that
     stops where its content should be, and whether it names what the question asks for."""
@@ -601,6 +613,13 @@ def answers_what_is_asked(question: str, claims: Sequence[str]) -> bool:
     """An answer-level requirement: at least one of the ``claims`` served names what the question asks for
     (a sentence that is true but supplies no who / when / how much is not an answer)."""
     return any(question_signals(claim, question)["supplies_asked"] > 0 for claim in claims)
+
+
+def short_answer_supplies(question: str, short_answer: str) -> bool:
+    """A short answer ("Osaka", "24 months", "Dec 2, 2022") is of the kind the question asks for. It is read
+    inside a carrier sentence: a capitalised first word of a sentence is not taken for a name, and a short
+    answer is all first word."""
+    return _supplies(parse(f"It is {short_answer}."), parse(question))
 
 
 def contained(signals: dict) -> bool:

@@ -114,6 +114,19 @@ def in_context(sentence: str, question: str) -> str | None:
     return f"{question} {sentence.strip()}"
 
 
+def answer_statement(question: str, short_answer: str | None) -> str | None:
+    """The statement a short answer makes about its question, to verify as one claim: "Who won the 2021
+    US Open? Naomi Osaka." (the form of rule 4's fragments and of the verifier's question-answer training
+    examples). None when there is no short answer."""
+    question = " ".join(question.split())
+    short_answer = " ".join((short_answer or "").split()).rstrip(".")
+    if not question or not short_answer:
+        return None
+    if question[-1] not in "?.!":
+        question += "?"
+    return f"{question} {short_answer}."
+
+
 def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _segmenter().segment(text) if s.strip()]
 

@@ -36,8 +36,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from answer.passages import NumberedPassages
-from grounding.checks import answers_what_is_asked, asked_for, question_vetoes
-from grounding.claims import SplitAnswer, split_claims
+from grounding.checks import answers_what_is_asked, asked_for, question_vetoes, short_answer_supplies
+from grounding.claims import Claim, SplitAnswer, answer_statement, split_claims
 from grounding.evidence import Evidence, EvidencePool, Passage
 from grounding.judge import PROMPT_VERSION as JUDGE_PROMPT_VERSION, answer_prompt, evidence_block
 from grounding.verifier import ClaimScorer, ScoreItem, Scored
@@ -45,8 +45,9 @@ from grounding.verifier import ClaimScorer, ScoreItem, Scored
 Decision = Literal["served", "repaired", "rejected", "queued_for_review"]
 CitationStatus = Literal["ok", "corrected", "added", "unsupported", "none"]
 # @2: restated questions fail, fragments are checked with their question; @3: the answer as a whole must
-# name what the question asks for (and, where the answer judge is on, be stated as the answer by the passages)
-PROMPT_VERSION = "grounding@3"
+# name what the question asks for (and, where the answer judge is on, be stated as the answer by the passages);
+# @4: the short answer is verified as the answer to the question (question + short answer, one statement)
+PROMPT_VERSION = "grounding@4"
 
 # What the user reads for each decision that does not show the model's text, and the notices beside it.
 # The API shows these as they are; no other stage writes its own version of them.
@@ -105,6 +106,12 @@ class AnswerCheck(BaseModel):
     judge_p: float | None = Field(default=None, description="The judge's P(the passages state this answer as the "
                                                             "answer to the question), where the answer judge ran.")
     threshold: float | None = None
+    short_answer: str | None = Field(default=None, description="The model's short answer, as it was checked.")
+    statement: str | None = Field(default=None, description="What was verified for it: the question and the "
+                                                            "short answer as one statement.")
+    short_answer_score: float | None = Field(default=None, description="Calibrated P(the passages state it).")
+    short_answer_supported: bool | None = Field(default=None, description="Supported, and of the kind the "
+                                                                          "question asks for.")
     answers: bool
 
 
@@ -132,6 +139,8 @@ class GroundedAnswer(BaseModel):
     regenerated: bool = False
     failing_claims: list[str] = Field(default_factory=list)
     answer_check: AnswerCheck | None = None
+    short_answer: str | None = Field(default=None, description="The verified short answer; None when there was "
+                                                               "none, it failed, or nothing is served.")
     model: str
     prompt_version: str = PROMPT_VERSION
     timings_ms: dict[str, float] = Field(default_factory=dict)
@@ -245,16 +254,36 @@ class Grounder:
                 cited_passages=cited, supporting_passages=supporting, citation=status))
         return verdicts, timings
 
+    def check_sentence(self, question: str, text: str, cited: list[int], passages: NumberedPassages,
+                       risk: str = "low") -> list[ClaimVerdict]:
+        """The verdicts on one answer sentence's claims, alone (the question path checks the first sentence
+        while the model is still writing the rest). The decision on the whole answer is still ``verify``'s."""
+        marks = "".join(f"[{n}]" for n in cited)
+        split = split_claims(f"{text} {marks}".strip())
+        if not split.claims:
+            return []
+        passages = [Passage.from_hit(n, hit) for n, hit in NumberedPassages.of(passages).numbered()]
+        verdicts, _ = self.check_claims(split, passages, risk)
+        for verdict in verdicts:
+            late = question_vetoes(verdict.claim, question) if verdict.supported else []
+            if late:
+                verdict.supported = False
+                verdict.vetoes = [*verdict.vetoes, *late]
+        return verdicts
+
     # ---- the decision ----------------------------------------------------------------------------------
     def verify(self, question: str, answer, passages: NumberedPassages, risk: str = "low",
-               regenerate: Callable[[list[str], str], object] | None = None) -> GroundedAnswer:
+               regenerate: Callable[[list[str], str], object] | None = None,
+               review: bool | None = None) -> GroundedAnswer:
         """Verify ``answer`` (an AnswerResult) against exactly the passages its model was given, and decide.
         ``regenerate(failing_claims, instruction)`` may return a new AnswerResult; it is called at most once.
-        Claims are never checked against, or re-cited to, a passage the model did not read."""
+        ``review``: a failing answer is queued for a reviewer rather than rejected (default: the setting
+        ``grounding_review``). Claims are never checked against, or re-cited to, a passage the model did not read."""
         started = time.perf_counter()
+        review = self.settings.grounding_review if review is None else review
         threshold = self.scorer.threshold(risk)
         passages = [Passage.from_hit(n, hit) for n, hit in NumberedPassages.of(passages).numbered()]
-        result = self._attempt(question, answer, passages, risk, threshold)
+        result = self._attempt(question, answer, passages, risk, threshold, review)
         result.timings_ms["verify_ms"] = _ms(time.perf_counter() - started)
         self._record(result, answer, attempt=0)
         if result.decision in ("served", "repaired") or regenerate is None:
@@ -275,7 +304,7 @@ class Grounder:
         if new_answer is None or not getattr(new_answer, "answerable", False):
             result.timings_ms["regenerate_ms"] = regenerate_ms
             return self._finish(result, started)
-        second = self._attempt(question, new_answer, passages, risk, threshold)
+        second = self._attempt(question, new_answer, passages, risk, threshold, review)
         second.regenerated = True
         second.timings_ms = {**{f"first_{k}": v for k, v in result.timings_ms.items()}, "regenerate_ms": regenerate_ms,
                              **second.timings_ms}
@@ -294,7 +323,8 @@ class Grounder:
                           else PROMPT_VERSION,
                           attempt=attempt)
 
-    def _attempt(self, question: str, answer, passages: list[Passage], risk: str, threshold: float) -> GroundedAnswer:
+    def _attempt(self, question: str, answer, passages: list[Passage], risk: str, threshold: float,
+                 review: bool = False) -> GroundedAnswer:
         request_id = getattr(answer, "request_id", "") or ""
         base = dict(request_id=request_id, question=question, risk=risk, threshold=threshold,
                     model=self.scorer.model_name(risk), answer=answer)
@@ -302,7 +332,17 @@ class Grounder:
         if not split.claims:  # a decline, a failure message, or nothing checkable: nothing to verify
             return GroundedAnswer(decision="served", text=getattr(answer, "answer", "") or "",
                                   sentences=list(getattr(answer, "sentences", []) or []), confidence=1.0, **base)
-        verdicts, timings = self.check_claims(split, passages, risk)
+        # The short answer rides along as one more claim (its evidence pool and scoring rounds are shared):
+        # the question and the short answer as one statement, checked against the passages the answer cites.
+        short = getattr(answer, "short_answer", None)
+        statement = answer_statement(question, short)
+        checked = split
+        if statement:
+            cited = sorted({n for c in split.claims for n in c.passages})
+            checked = SplitAnswer(split.sentences, [*split.claims, Claim(statement, -1, cited)], split.skipped,
+                                  split.cites)
+        verdicts, timings = self.check_claims(checked, passages, risk)
+        short_verdict = verdicts.pop() if statement else None
         for verdict in verdicts:
             # The question checks (saying the question back is no answer, however well the passages support it).
             late = question_vetoes(verdict.claim, question) if verdict.supported else []
@@ -319,50 +359,66 @@ class Grounder:
                        for v in verdicts if v.citation in ("corrected", "added")]
         base.update(claims=verdicts, corrected_citations=corrections, failing_claims=failing, timings_ms=timings)
         if not failing:
-            check = self._answer_check(question, verdicts, sentences, passages, risk, timings)
+            check = self._answer_check(question, verdicts, sentences, passages, risk, timings, short, short_verdict)
             if check.answers:
                 return GroundedAnswer(decision="served", text=_text(sentences), sentences=sentences,
-                                      confidence=min(v.score for v in verdicts), answer_check=check, **base)
+                                      confidence=min(v.score for v in verdicts), answer_check=check,
+                                      short_answer=short if check.short_answer_supported else None, **base)
             # Every claim holds, and none answers the question: the answer is the decline.
             base["failing_claims"] = [v.claim for v in verdicts]
-            return self._withheld(base, split.sentences, check, NOT_ANSWERED_TEXT)
+            return self._withheld(base, split.sentences, check, NOT_ANSWERED_TEXT, review)
 
         bad = {v.sentence for v in verdicts if not v.supported}
         kept = [s for i, s in indexed if i not in bad]
         removed = [split.sentences[i] for i in sorted(bad)]
         kept_claims = [v for v in verdicts if v.sentence not in bad]
         if kept_claims and self._still_answers(question, split, verdicts, bad):
-            check = self._answer_check(question, kept_claims, kept, passages, risk, timings)
+            check = self._answer_check(question, kept_claims, kept, passages, risk, timings, short, short_verdict)
             if check.answers:
                 return GroundedAnswer(decision="repaired", text=_text(kept), sentences=kept,
                                       removed_sentences=removed, confidence=min(v.score for v in kept_claims),
-                                      answer_check=check, **base)
-            return self._withheld(base, split.sentences, check, NOT_ANSWERED_TEXT)
-        return self._withheld(base, removed, None, REJECTED_TEXT)
+                                      answer_check=check,
+                                      short_answer=short if check.short_answer_supported else None, **base)
+            return self._withheld(base, split.sentences, check, NOT_ANSWERED_TEXT, review)
+        return self._withheld(base, removed, None, REJECTED_TEXT, review)
 
-    def _withheld(self, base: dict, removed: list[str], check: AnswerCheck | None, text: str) -> GroundedAnswer:
+    def _withheld(self, base: dict, removed: list[str], check: AnswerCheck | None, text: str,
+                  review: bool) -> GroundedAnswer:
         """Rejected (or queued for a reviewer): none of the model's text is shown."""
-        review = self.settings.grounding_review
         message = (REVIEW_TEXT if review else text).format(request_id=base["request_id"] or "-")
         return GroundedAnswer(decision="queued_for_review" if review else "rejected", text=message, sentences=[],
                               removed_sentences=removed, confidence=0.0, answer_check=check, **base)
 
     def _answer_check(self, question: str, verdicts: list[ClaimVerdict], sentences: list, passages: list[Passage],
-                      risk: str, timings: dict) -> AnswerCheck:
+                      risk: str, timings: dict, short: str | None = None,
+                      short_verdict: ClaimVerdict | None = None) -> AnswerCheck:
         """Does what would be served answer the question? It must name what the question asks for (a time, a
-        quantity, a person, a place: grounding/checks.py); where the answer judge serves this risk level, the
-        judge must also read it, in the passages the model was given, as stated to be the answer."""
+        quantity, a person, a place: grounding/checks.py). A short answer must itself be of that kind and be
+        stated by the passages as the answer to this question (question + short answer, one statement); with
+        ``grounding_short_answer_decides`` a failing one declines the whole answer. Where the answer judge
+        serves this risk level, the judge must also read the answer, in the passages the model was given, as
+        stated to be the answer."""
         check = AnswerCheck(asks=asked_for(question), supplied=answers_what_is_asked(question,
                                                                                  [v.claim for v in verdicts]),
                             answers=False)
         check.answers = check.supplied
-        if not check.supplied or risk not in self.settings.grounding_answer_judge_risks:
+        if short_verdict is not None:
+            check.short_answer, check.statement = short, short_verdict.claim
+            check.short_answer_score = round(float(short_verdict.score), 4)
+            check.short_answer_supported = bool(short_verdict.supported and short_answer_supplies(question, short))
+            if check.short_answer_supported:
+                check.supplied = check.answers = True
+            elif self.settings.grounding_short_answer_decides:
+                check.answers = False
+        if not check.answers or risk not in self.settings.grounding_answer_judge_risks:
             return check
         judge = self.scorer.load_judge()
         if judge is None:
             return check
         t = time.perf_counter()
         served = " ".join(s.text for s in sentences)
+        if check.short_answer_supported:
+            served = f"{short}. {served}"
         check.judge_p = round(judge.p_yes(answer_prompt([p.text for p in passages], question, served)), 4)
         check.threshold = self.settings.grounding_answer_judge_threshold
         check.answers = check.judge_p >= check.threshold

@@ -95,11 +95,16 @@ class ClaimScorer:
             from retrieval.dense import get_dense_encoder
 
             encoder = get_dense_encoder()
-        calibration = calibration or load_calibration()
+        # A candidate verifier (weights + its calibration) can be tried end to end without replacing the
+        # shipped one: ATTEST_GROUNDING_VERIFIER_DIR holds verifier.safetensors, verifier.json, calibration.json.
+        candidate = settings.grounding_verifier_dir
+        if calibration is None:
+            calibration = load_calibration(candidate / "calibration.json") if candidate else load_calibration()
         profile = calibration.profile(settings.grounding_profile)
         verifier_model = None
         if "verifier_logit" in profile.features:
-            verifier_model = get_verifier_model(threads=settings.grounding_threads)
+            verifier_model = get_verifier_model(str(candidate), threads=settings.grounding_threads) if candidate \
+                else get_verifier_model(threads=settings.grounding_threads)
         loader = (lambda: build_judge(settings)) if settings.grounding_judge != "none" and judge is None else None
         k = settings.grounding_evidence_sentences or (verifier_model.evidence_sentences if verifier_model else 3)
         return cls(profile, encoder, verifier_model, judge, k, settings.grounding_number_veto,

@@ -54,6 +54,23 @@ def test_unusable_outputs_are_malformed(text, finish, match):
         parse_answer(text, finish, passage_count=3)
 
 
+@pytest.mark.parametrize("given,served", [
+    ("24 months", "24 months"), ("  24   months. ", "24 months"), (None, None), ("", None), ("null", None),
+    ("Not mentioned in the passages", None), (" ".join(["word"] * 17), None),
+])
+def test_the_short_answer_is_normalised_and_dropped_when_it_says_nothing(given, served):
+    raw = json.dumps({"answerable": True, "short_answer": given,
+                      "sentences": [{"text": "The warranty lasts 24 months.", "passages": [1]}]})
+    assert parse_answer(raw, "stop", passage_count=1).short_answer == served
+
+
+def test_a_decline_has_no_short_answer_and_a_missing_one_is_tolerated():
+    decline = json.dumps({"answerable": False, "short_answer": "24 months",
+                          "sentences": [{"text": "The documents do not say.", "passages": []}]})
+    assert parse_answer(decline, "stop", passage_count=1).short_answer is None
+    assert parse_answer(_answer(("It lasts 24 months.", [1])), "stop", passage_count=1).short_answer is None
+
+
 def test_decline_is_normalised_to_the_standard_sentence():
     parsed = parse_answer(_answer(("Not in the passages.", [1]), answerable=False), "stop", passage_count=3)
     assert not parsed.answerable

@@ -347,6 +347,12 @@ def test_low_risk_stream_sends_tokens_then_verdicts_then_final(client, acme_uplo
     if tokens and claims:
         assert max(tokens) < min(claims), "low risk: all tokens, then the verdicts"
     assert len(claims) == len(final["claims"])
+    # The first sentence, verified while the rest was written: it is the first served sentence.
+    verified = [data for name, data in events if name == "verified"]
+    if verified:
+        assert names.index("verified") > tokens[0] and names.index("verified") < min(claims)
+        assert final["answer"].startswith(verified[0]["text"])
+        assert 0 < final["timings_ms"]["first_verified_ms"] <= final["timings_ms"]["total_ms"]
     assert "retracted" in final and final["request_id"] == events[0][1]["request_id"]
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_settings
-from tests.test_api_support import ServerThread
+from tests.test_api_support import ServerThread, openai_chat_reply
 
 FABRICATED = "The K2 camera body has a 5-year warranty."
 CORRECT = "The K2 camera body has a two-year limited warranty."
@@ -27,51 +27,43 @@ class ScriptedOpenAI:
     def __init__(self):
         self.requests: list[dict] = []
 
+    def reply(self, body: dict) -> dict:
+        retry = "do not support" in body["messages"][-1]["content"]
+        return {"answerable": True, "sentences": [{"text": CORRECT if retry else FABRICATED, "passages": [1]}]}
+
     def app(self):
         from starlette.applications import Starlette
-        from starlette.responses import JSONResponse, StreamingResponse
         from starlette.routing import Route
 
         async def chat(request):
             body = await request.json()
             self.requests.append(body)
-            retry = "do not support" in body["messages"][-1]["content"]
-            text = json.dumps({"answerable": True, "sentences": [{"text": CORRECT if retry else FABRICATED,
-                                                                  "passages": [1]}]})
-            usage = {"prompt_tokens": 200, "completion_tokens": 20, "total_tokens": 220}
-            if not body.get("stream"):
-                return JSONResponse({"id": "c1", "object": "chat.completion", "model": body["model"], "usage": usage,
-                                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                                  "finish_reason": "stop"}]})
-
-            async def chunks():
-                for start in range(0, len(text), 16):
-                    chunk = {"id": "c1", "object": "chat.completion.chunk", "model": body["model"],
-                             "choices": [{"index": 0, "delta": {"content": text[start:start + 16]},
-                                          "finish_reason": None}]}
-                    yield f"data: {json.dumps(chunk)}\n\n"
-                done = {"id": "c1", "object": "chat.completion.chunk", "model": body["model"], "usage": usage,
-                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-                yield f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n"
-
-            return StreamingResponse(chunks(), media_type="text/event-stream")
+            return openai_chat_reply(body, json.dumps(self.reply(body)))
 
         return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 
 
-@pytest.fixture(scope="module")
-def scripted(tmp_path_factory, encoder):
+class FastDeclinesStrongAnswers(ScriptedOpenAI):
+    """The fast model declines; the strong one answers from the document (escalation)."""
+
+    def reply(self, body: dict) -> dict:
+        if body["model"] == "gpt-4o":
+            return {"answerable": True, "short_answer": None, "sentences": [{"text": CORRECT, "passages": [1]}]}
+        return {"answerable": False, "short_answer": None,
+                "sentences": [{"text": "The documents do not say.", "passages": []}]}
+
+
+def _serve(tmp_path_factory, encoder, model: ScriptedOpenAI, **overrides):
     from api.app import create_app
     from api.services import Services
     from ingest.manifest import Manifest
     from ingest.pipeline import Ingester
     from retrieval.store import EdgeStore
 
-    model = ScriptedOpenAI()
     with ServerThread(model.app()) as llm:
         settings = make_settings(tmp_path_factory.mktemp("regen-data"), api_auth_mode="open", cache_enabled=False,
                                  answer_providers=["openai"], openai_base_url=f"{llm.url}/v1",
-                                 openai_api_key="sk-test", openai_model="gpt-4o-mini")
+                                 openai_api_key="sk-test", openai_model="gpt-4o-mini", **overrides)
         docs = tmp_path_factory.mktemp("regen-docs")
         (docs / "warranty.md").write_text("# Warranty\n\nThe K2 camera body has a two-year limited warranty. "
                                           "It covers defects in materials and workmanship.\n")
@@ -83,6 +75,27 @@ def scripted(tmp_path_factory, encoder):
         with ServerThread(create_app(settings, services=services, configure_logs=False)) as server:
             with httpx.Client(base_url=server.url, timeout=300) as client:
                 yield client, model, settings
+
+
+@pytest.fixture(scope="module")
+def scripted(tmp_path_factory, encoder):
+    yield from _serve(tmp_path_factory, encoder, ScriptedOpenAI())
+
+
+@pytest.fixture(scope="module")
+def escalating(tmp_path_factory, encoder):
+    yield from _serve(tmp_path_factory, encoder, FastDeclinesStrongAnswers(), answer_escalate=True,
+                      openai_strong_model="gpt-4o")
+
+
+def test_a_decline_of_the_fast_model_is_escalated_to_the_strong_one_and_verified(escalating):
+    client, model, _ = escalating
+    model.requests.clear()
+    body = client.post("/v1/query", json={"question": "How long is the warranty on the K2 camera body?"}).json()
+    assert [r["model"] for r in model.requests] == ["gpt-4o-mini", "gpt-4o"]
+    assert body["decision"] == "served" and "two-year" in body["answer"], body
+    assert body["model"] == "gpt-4o" and body["claims"][0]["verdict"] == "supported"
+    assert "escalate_ms" in body["timings_ms"]
 
 
 def test_an_unsupported_answer_is_regenerated_with_its_failing_claim_named_and_verified_again(scripted):

@@ -46,6 +46,30 @@ class ServerThread:
         self.thread.join(30)
 
 
+def openai_chat_reply(body: dict, text: str, piece: int = 16):
+    """A reply in OpenAI's chat-completions wire format to the request ``body``, carrying ``text``: one JSON
+    completion, or (``"stream": true``) SSE chunks of ``piece`` characters, usage in the last chunk and
+    ``[DONE]``. For the fake model servers of the tests (a remote paid API cannot be reached from here)."""
+    from starlette.responses import JSONResponse, StreamingResponse
+
+    usage = {"prompt_tokens": 200, "completion_tokens": 20, "total_tokens": 220}
+    if not body.get("stream"):
+        return JSONResponse({"id": "c1", "object": "chat.completion", "model": body["model"], "usage": usage,
+                             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                          "finish_reason": "stop"}]})
+
+    async def chunks():
+        for start in range(0, len(text), piece):
+            chunk = {"id": "c1", "object": "chat.completion.chunk", "model": body["model"],
+                     "choices": [{"index": 0, "delta": {"content": text[start:start + piece]}, "finish_reason": None}]}
+            yield f"data: {json.dumps(chunk)}\n\n"
+        done = {"id": "c1", "object": "chat.completion.chunk", "model": body["model"], "usage": usage,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        yield f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n"
+
+    return StreamingResponse(chunks(), media_type="text/event-stream")
+
+
 def sse_events(response: httpx.Response):
     """(event, data) pairs of a text/event-stream response, as they arrive; comments are skipped."""
     event, data = None, []

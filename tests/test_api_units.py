@@ -51,6 +51,18 @@ def test_answer_text_is_pulled_out_of_streamed_json_with_citation_markers():
         assert text == 'It lasts "two" years \u2014 at most. [1][2] Then it ends. [3]', size
 
 
+def test_a_sentence_is_complete_once_the_next_one_begins_or_the_object_ends():
+    """The question path verifies the first sentence as soon as its text and passages are final."""
+    stream = AnswerTextStream()
+    stream.feed('{"answerable": true, "short_answer": "two years", "sentences": [{"text": "It lasts two years.", '
+                '"passages": [1, 2')
+    assert stream.complete == [], "the passage list may still grow: [1, 2] could become [1, 23]"
+    stream.feed(']}, {"text": "Then it')
+    assert stream.complete == [("It lasts two years.", [1, 2])]
+    stream.feed(' ends.", "passages": [3]}]}')
+    assert stream.complete == [("It lasts two years.", [1, 2]), ("Then it ends.", [3])]
+
+
 def test_a_decline_streams_its_sentence_and_nothing_else():
     stream = AnswerTextStream()
     assert stream.feed('{"answerable": false, "sentences": [{"text": "The documents do not say.", '
@@ -68,7 +80,7 @@ def test_a_grounded_answer_is_shown_with_chunk_ids_and_a_notice_naming_what_was_
     from answer.result import AnswerSentence, Citation
     from grounding.decide import ClaimVerdict as Verdict, EvidenceRef, GroundedAnswer
 
-    hits = [SimpleNamespace(id="c1"), SimpleNamespace(id="c2")]
+    hits = [SimpleNamespace(id="c1", text="One year."), SimpleNamespace(id="c2", text="It is covered. Two years.")]
     kept = Verdict(claim="It lasts two years.", sentence=0, supported=True, score=0.97, threshold=0.5,
                    signals={"verifier_logit": 3.1}, cited_passages=[1], supporting_passages=[2], citation="corrected",
                    evidence=[EvidenceRef(passage=2, chunk_id="c2", text="Two years.", similarity=0.9)])
@@ -86,6 +98,9 @@ def test_a_grounded_answer_is_shown_with_chunk_ids_and_a_notice_naming_what_was_
     assert v.claims[0].citations == ["c1"] and v.claims[0].supporting == ["c2"] and v.claims[0].corrected_citation
     assert v.claims[0].evidence == ["c2"] and [c.chunk_id for c in v.citations] == ["c2"]
     assert v.notice.startswith("1 sentence(s) were removed") and v.result is None
+    # The evidence sentence, located in its passage (what a reviewer's page highlights).
+    [span] = v.claims[0].evidence_spans
+    assert (span.chunk_id, span.passage, span.start, span.end) == ("c2", 2, 15, 25)
 
 
 # ---- admission ----------------------------------------------------------------------------------------

@@ -530,3 +530,44 @@ def test_a_fragment_answer_is_checked_together_with_its_question(grounder, hits_
     assert check(question, "HK2SET.DAT", "HK2SET.DAT").decision == "served"
     made_up = check(question, "HK2CFG.BIN", "HK2SET.DAT")
     assert made_up.decision == "rejected" and made_up.claims, "a one-word answer must be checked"
+
+
+def test_the_short_answer_is_verified_as_the_answer_to_the_question(grounder, hits_for):
+    """Issue 13: the right words in the wrong relation. The sentence holds, but the short answer names a figure
+    the passages give for something else: the question and the short answer, as one statement, are not stated
+    by the sources, so the answer is declined plainly. The right short answer is served, and first."""
+    question = "How many megapixels does the Halden K2 have?"
+    hits = hits_for(question)
+    n = passage_with(hits, "26.1")
+    sentence = [("The Halden K2 has a 26.1 megapixel sensor.", [n])]
+
+    right = grounder.verify(question, make_answer(question, hits, sentence).model_copy(
+        update={"short_answer": "26.1 megapixels"}), hits, risk="low")
+    assert right.decision == "served", right.answer_check
+    assert right.short_answer == "26.1 megapixels"
+    assert right.answer_check.statement == f"{question} 26.1 megapixels."
+    assert right.answer_check.short_answer_supported and right.answer_check.answers
+
+    wrong_figure = "3.69 million dots"
+    assert any(wrong_figure in h.text for h in hits_for("What is the resolution of the Halden K2's electronic "
+                                                        "viewfinder?"))
+    wrong = grounder.verify(question, make_answer(question, hits, sentence).model_copy(
+        update={"short_answer": wrong_figure}), hits, risk="low")
+    assert all(v.supported for v in wrong.claims), "the sentence itself holds"
+    assert wrong.answer_check.short_answer_supported is False and not wrong.answer_check.answers
+    assert wrong.decision == "rejected" and wrong.text.startswith("Your documents do not say.")
+    assert wrong.short_answer is None
+
+
+def test_a_short_answer_of_the_wrong_kind_is_no_answer(grounder, hits_for):
+    """"Who ...?" needs a name: a supported phrase that names no one does not answer it."""
+    question = "Who is Halden Optics' Data Protection Officer?"
+    hits = hits_for(question)
+    n = passage_with(hits, "Maren Solberg")
+    answer = make_answer(question, hits, [("Halden Optics' Data Protection Officer is Maren Solberg.", [n])])
+    named = grounder.verify(question, answer.model_copy(update={"short_answer": "Maren Solberg"}), hits)
+    assert named.decision == "served" and named.short_answer == "Maren Solberg", named.answer_check
+    unnamed = grounder.verify(question, answer.model_copy(update={"short_answer": "the data protection officer"}),
+                              hits)
+    assert unnamed.answer_check.short_answer_supported is False
+    assert unnamed.decision == "rejected" and unnamed.short_answer is None

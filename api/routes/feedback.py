@@ -1,4 +1,6 @@
-"""``POST /v1/feedback``: a rating (and a correction) on an answer, stored with what was answered."""
+"""``POST /v1/feedback``: a rating (and a correction) on an answer, stored with what was answered. A thumbs
+down also puts the answer in the human-review queue (kind ``feedback``; api/review.py), with the comment as
+the reason; the response names the item and the URL to poll for the reviewed answer."""
 
 from __future__ import annotations
 
@@ -26,4 +28,11 @@ async def feedback(body: FeedbackRequest, principal: Principal = Depends(authent
     feedback_id = await run_in_threadpool(services.records.add_feedback, body.request_id, principal.tenant,
                                           principal.key_id, body.rating, body.correction, body.comment, answered)
     services.metrics.feedback.labels(body.rating).inc()
-    return FeedbackStored(feedback_id=feedback_id, request_id=body.request_id, rating=body.rating)
+    review = None
+    if body.rating == "down":
+        collection = await run_in_threadpool(services.records.query_collection, body.request_id, principal.tenant)
+        item = await run_in_threadpool(services.reviews.queue_feedback, answered, tenant=principal.tenant,
+                                       api_key_id=principal.key_id, collection=collection or "",
+                                       rating=body.rating, comment=body.comment, correction=body.correction)
+        review = services.reviews.ref(item)
+    return FeedbackStored(feedback_id=feedback_id, request_id=body.request_id, rating=body.rating, review=review)

@@ -23,13 +23,14 @@ from api.services import Services
 log = logging.getLogger("attest.api.query")
 router = APIRouter(prefix="/v1", tags=["questions"])
 
-_SSE_DOC = """Server-sent events, in order. Low risk: `retrieval`, `token`..., `claim`..., `final`.
+_SSE_DOC = """Server-sent events, in order. Low risk: `retrieval`, `token`..., `verified` (the first sentence, once
+its claims hold, checked while the model writes the rest; absent when it did not hold), `claim`..., `final`.
 High risk: `retrieval`, then (after verification) `claim`..., `token`... (verified text only), `final`.
 `final` carries the whole answer object (as `POST /v1/query` returns it) with `retracted`; `error` carries
 `message` and `request_id`. Lines starting with ':' are keep-alive comments."""
 # One server-sent event; ``data`` is JSON (``final``: a QueryResponse).
 _SSE_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
-    "event": {"type": "string", "enum": ["retrieval", "token", "claim", "final", "error"]},
+    "event": {"type": "string", "enum": ["retrieval", "token", "verified", "claim", "final", "error"]},
     "data": {"type": "string", "contentMediaType": "application/json"}}}
 
 
@@ -45,29 +46,34 @@ def _check(body: QueryRequest, settings) -> None:
 
 
 def _ask_kwargs(body: QueryRequest, principal: Principal, collection: str, request_id: str) -> dict:
+    if body.review is not None and not principal.may_request_review():
+        raise Problem(403, "review-not-allowed", "Review not allowed",
+                      "this API key may not set 'review' (it needs the role 'request_review'); leave it out to use "
+                      "the server's setting")
     return dict(collection=collection, filters=body.filters.as_dict() if body.filters else None, top_k=body.top_k,
                 risk=body.risk, providers=[body.provider] if body.provider else None, principal=principal.usage(),
-                request_id=request_id, use_cache=body.cache)
+                request_id=request_id, use_cache=body.cache, review=body.review)
 
 
 @router.post("/query", response_model=QueryResponse, summary="Answer a question, every claim checked",
-             responses=problems(400, 401, 404, 413, 422, 429, 503))
+             responses=problems(400, 401, 403, 404, 413, 422, 429, 503))
 async def query(body: QueryRequest, request: Request, principal: Principal = Depends(authenticate),
                 services: Services = Depends(get_services)) -> QueryResponse:
     settings = services.settings
     _check(body, settings)
     collection = readable_collection(principal, body.collection, settings)
     request_id = request.state.request_id
+    kwargs = _ask_kwargs(body, principal, collection, request_id)
     ticket = await services.admission.enter(principal.key_id, limit_key=not principal.open_mode)
     try:
-        response = await run_in_threadpool(services.question.ask, body.question,
-                                           **_ask_kwargs(body, principal, collection, request_id))
+        response = await run_in_threadpool(services.question.ask, body.question, **kwargs)
     except ValueError as exc:
         raise Problem(422, "invalid-request", "Invalid request", str(exc)) from None
     finally:
         services.admission.leave(ticket)
     response.timings_ms["queue_ms"] = ticket.queued_ms
     await run_in_threadpool(services.records.record_query, response, principal.tenant, principal.key_id, collection)
+    services.reviews.after_delivery(response, principal.tenant, principal.key_id, collection)  # never waits
     return response
 
 
@@ -75,13 +81,14 @@ async def query(body: QueryRequest, request: Request, principal: Principal = Dep
              response_class=StreamingResponse,
              responses={200: {"description": "A stream of server-sent events", "content": {"text/event-stream": {
                  "itemSchema": _SSE_EVENT}}},
-                        **problems(400, 401, 404, 413, 422, 429, 503)})
+                        **problems(400, 401, 403, 404, 413, 422, 429, 503)})
 async def query_stream(body: QueryRequest, request: Request, principal: Principal = Depends(authenticate),
                        services: Services = Depends(get_services)) -> StreamingResponse:
     settings = services.settings
     _check(body, settings)
     collection = readable_collection(principal, body.collection, settings)
     request_id = request.state.request_id
+    kwargs = _ask_kwargs(body, principal, collection, request_id)
     ticket = await services.admission.enter(principal.key_id, limit_key=not principal.open_mode)
 
     loop = asyncio.get_running_loop()
@@ -97,8 +104,9 @@ async def query_stream(body: QueryRequest, request: Request, principal: Principa
     def work() -> None:
         try:
             response = services.question.ask(body.question, on_event=lambda name, data: push((name, data)),
-                                             cancel=cancel, **_ask_kwargs(body, principal, collection, request_id))
+                                             cancel=cancel, **kwargs)
             services.records.record_query(response, principal.tenant, principal.key_id, collection)
+            services.reviews.after_delivery(response, principal.tenant, principal.key_id, collection)
         except GenerationCancelled:
             pass
         except ValueError as exc:

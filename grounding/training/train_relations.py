@@ -112,6 +112,9 @@ def main(argv=None) -> None:
     parser.add_argument("--watch", type=int, default=240)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--init", choices=("shipped", "base"), default="shipped",
+                        help="start from the shipped verifier (which saw every SciFact pair, the dev split's too) "
+                             "or from the base MiniLM with a fresh head (a fair run: no dev pair seen at any stage)")
     args = parser.parse_args(argv)
 
     import os
@@ -151,7 +154,8 @@ def main(argv=None) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
     model = build_cross_encoder(minilm_path())
-    load_init(model)
+    if args.init == "shipped":
+        load_init(model)
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
@@ -173,11 +177,12 @@ def main(argv=None) -> None:
     facts = {"examples": len(examples), "by_kind": dict(Counter(e[3] for e in examples)),
              "labels": dict(Counter(e[2] for e in examples)), **sci_facts, "max_len": args.max_len,
              "batch": args.batch, "lr": args.lr, "seed": SEED, "threads": args.threads, "planned_steps": steps,
+             "init": args.init,
              "watch": len(watch_ex)}
     log(json.dumps(facts))
     if step == 0:
         w = predict(model, tokenizer, watch_ex, args.max_len)
-        log(f"watch AUROC at start (shipped weights): {auroc([e[2] for e in watch_ex], w):.4f}")
+        log(f"watch AUROC at start ({args.init} weights): {auroc([e[2] for e in watch_ex], w):.4f}")
 
     def save(final=False):
         torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
