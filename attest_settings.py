@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".attest")
     collection: str = "default"
 
+    # Where the state lives (usage, records, verdicts, keys, jobs, evaluation runs, the ingest manifest):
+    # unset = SQLite files in data_dir; postgresql://user:password@host:5432/db = one PostgreSQL for every worker.
+    database_url: str | None = Field(default=None, pattern=r"^(postgresql|postgres|sqlite)://")
+
     # Vector store backend: the embedded qdrant-edge shard, or a Qdrant server/cluster.
     qdrant_url: str | None = None
     qdrant_api_key: SecretStr | None = None
@@ -381,6 +385,16 @@ class Settings(BaseSettings):
     def database_path(self) -> Path:
         """SQLite beside the vectors: usage ledger (and later reviews, feedback, evaluation results)."""
         return self.data_dir / "attest.sqlite"
+
+    @property
+    def state_url(self) -> str:
+        """The state database (attest_db.open_db): ATTEST_DATABASE_URL, or the SQLite file above."""
+        return self.database_url or f"sqlite:///{self.database_path}"
+
+    @property
+    def manifest_url(self) -> str:
+        """The ingest manifest: the same PostgreSQL database, or its own SQLite file."""
+        return self.database_url or f"sqlite:///{self.manifest_path}"
 
     @property
     def models_dir(self) -> Path:

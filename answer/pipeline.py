@@ -70,7 +70,7 @@ class AnswerPipeline:
         self._encoder = encoder
         self._providers: dict[str, Provider] = dict(providers or {})
         self.breakers = BreakerBoard(settings.breaker_failures, settings.breaker_cooldown_s, clock)
-        self.ledger = UsageLedger(settings.database_path)
+        self.ledger = UsageLedger(settings.state_url)
         self.budget = TokenBudget(self.ledger, settings.budget_request_tokens, settings.budget_key_daily_tokens,
                                   settings.budget_org_monthly_tokens)
         self.cache = SemanticCache(store, settings.cache_threshold) if store is not None and settings.cache_enabled \

@@ -1,4 +1,4 @@
-"""Token budgets and the usage ledger (SQLite, ``<data_dir>/attest.sqlite``).
+"""Token budgets and the usage ledger (the state database: ``attest_db``, SQLite or PostgreSQL).
 
 Every model call is one ledger row: request id, who asked (API key id, organisation), provider, model,
 route, tier, tokens, cost, latency and outcome. Budgets are checked before a call against the ledger:
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from attest_sqlite import open_database
+from attest_db import Migration, Schema, open_db
 
-SCHEMA = """
+SCHEMA = Schema("usage", [Migration(1, "usage ledger", """
 CREATE TABLE IF NOT EXISTS usage (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {id},
     request_id TEXT NOT NULL,
     created_at TEXT NOT NULL,           -- ISO 8601, UTC
     day TEXT NOT NULL,                  -- YYYY-MM-DD, UTC: the per-key daily budget's window
@@ -31,14 +31,14 @@ CREATE TABLE IF NOT EXISTS usage (
     prompt_version TEXT NOT NULL,
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
-    cost_usd REAL,                      -- NULL when the model has no price in the table
-    latency_ms REAL NOT NULL,
+    cost_usd {float},                   -- NULL when the model has no price in the table
+    latency_ms {float} NOT NULL,
     outcome TEXT NOT NULL               -- ok, or the error kind
 );
 CREATE INDEX IF NOT EXISTS usage_key_day ON usage (api_key_id, day);
 CREATE INDEX IF NOT EXISTS usage_org_month ON usage (org, month);
 CREATE INDEX IF NOT EXISTS usage_request ON usage (request_id);
-"""
+""")])
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,9 @@ class BudgetExceeded(Exception):
 
 
 class UsageLedger:
-    def __init__(self, path: Path):
-        self._db = open_database(path, SCHEMA)
+    def __init__(self, url: str | Path):
+        """``url``: ``settings.state_url`` (or a SQLite file path)."""
+        self._db = open_db(url, SCHEMA)
         self._lock = threading.Lock()
 
     def record(self, row: UsageRow, now: datetime | None = None) -> None:
@@ -95,23 +96,21 @@ class UsageLedger:
 
     def tokens_for_key_on(self, api_key_id: str, day: str) -> int:
         with self._lock:
-            (total,) = self._db.execute(
+            (total,) = self._db.one(
                 "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM usage "
-                "WHERE api_key_id = ? AND day = ?", (api_key_id, day)).fetchone()
+                "WHERE api_key_id = ? AND day = ?", (api_key_id, day))
         return int(total)
 
     def tokens_for_org_in(self, org: str, month: str) -> int:
         with self._lock:
-            (total,) = self._db.execute(
+            (total,) = self._db.one(
                 "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM usage "
-                "WHERE org = ? AND month = ?", (org, month)).fetchone()
+                "WHERE org = ? AND month = ?", (org, month))
         return int(total)
 
     def rows_for_request(self, request_id: str) -> list[dict]:
         with self._lock:
-            cursor = self._db.execute("SELECT * FROM usage WHERE request_id = ? ORDER BY id", (request_id,))
-            names = [c[0] for c in cursor.description]
-            return [dict(zip(names, values)) for values in cursor.fetchall()]
+            return self._db.dicts("SELECT * FROM usage WHERE request_id = ? ORDER BY id", (request_id,))
 
     def close(self) -> None:
         with self._lock:

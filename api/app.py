@@ -83,9 +83,9 @@ def create_app(settings, services: Services | None = None, configure_logs: bool 
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, settings=settings, metrics=services.metrics)
 
-    from api.routes import documents, feedback, health, query, review, review_pages, search
+    from api.routes import admin, documents, feedback, health, query, review, review_pages, search
 
-    for module in (query, search, documents, feedback, review, review_pages, health):
+    for module in (query, search, documents, feedback, review, review_pages, health, admin):
         app.include_router(module.router)
 
     original_openapi = app.openapi

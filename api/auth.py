@@ -1,7 +1,7 @@
 """API keys: each bound to a tenant and the collections it may read and write.
 
-Keys come from the configuration (``ATTEST_API_KEYS``, JSON) and from the ``api_keys`` table of
-``<data_dir>/attest.sqlite`` (only a SHA-256 digest of each key is stored there; ``add_key`` makes one).
+Keys come from the configuration (``ATTEST_API_KEYS``, JSON) and from the ``api_keys`` table of the state
+database (``attest_db``; only a SHA-256 digest of each key is stored there; ``add_key`` makes one).
 A request without a valid key gets 401; a collection the key may not touch is reported as not found (404),
 so one tenant cannot learn the names of another's collections. ``ATTEST_API_AUTH_MODE=open`` turns keys off
 for local use: every request is the tenant ``local`` with every collection.
@@ -21,16 +21,15 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from answer.usage import Principal as UsagePrincipal
-from attest_sqlite import open_database
+from attest_db import Database, Migration, Schema, open_db
 
-_SCHEMA = """
+_SCHEMA = Schema("api_keys", [Migration(1, "API keys", """
 CREATE TABLE IF NOT EXISTS api_keys (
     key_sha256  TEXT PRIMARY KEY,
     key_id      TEXT NOT NULL,
@@ -40,12 +39,13 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at  TEXT NOT NULL,
     revoked     INTEGER NOT NULL DEFAULT 0
 );
+"""), Migration(2, "API key roles", """
 CREATE TABLE IF NOT EXISTS api_key_roles (
     key_sha256     TEXT PRIMARY KEY,     -- api_keys.key_sha256
     roles          TEXT NOT NULL,        -- JSON list: reviewer, request_review
     review_tenants TEXT NOT NULL         -- JSON list of tenants a reviewer key may review; "*" = every tenant
 );
-"""
+""")])
 
 OPEN_TENANT = "local"
 
@@ -118,7 +118,7 @@ class KeyStore:
                 key_id="key_" + digest[:12], tenant=spec.tenant, collections=tuple(spec.collections),
                 read_only=tuple(spec.read_only_collections), roles=tuple(spec.roles),
                 review_tenants=tuple(spec.review_tenants))))
-        self._db: sqlite3.Connection | None = open_database(self.settings.database_path, _SCHEMA)
+        self._db: Database | None = open_db(self.settings.state_url, _SCHEMA)
 
     @property
     def open_mode(self) -> bool:
@@ -126,7 +126,7 @@ class KeyStore:
 
     def count(self) -> int:
         with self._lock:
-            (n,) = self._db.execute("SELECT COUNT(*) FROM api_keys WHERE revoked = 0").fetchone()
+            (n,) = self._db.one("SELECT COUNT(*) FROM api_keys WHERE revoked = 0")
         return n + len(self._config)
 
     def lookup(self, key: str) -> Principal | None:
@@ -144,10 +144,10 @@ class KeyStore:
         if found is not None:
             return found
         with self._lock:
-            row = self._db.execute(
+            row = self._db.one(
                 "SELECT k.key_id, k.tenant, k.collections, k.read_only_collections, r.roles, r.review_tenants "
                 "FROM api_keys k LEFT JOIN api_key_roles r ON r.key_sha256 = k.key_sha256 "
-                "WHERE k.key_sha256 = ? AND k.revoked = 0", (digest,)).fetchone()
+                "WHERE k.key_sha256 = ? AND k.revoked = 0", (digest,))
         if row is None:
             return None
         key_id, tenant, collections, read_only, roles, review_tenants = row
@@ -166,16 +166,16 @@ class KeyStore:
                 self._db = None
 
 
-def add_key(database_path: Path, tenant: str, collections: list[str], read_only: list[str] | None = None,
+def add_key(database: str | Path, tenant: str, collections: list[str], read_only: list[str] | None = None,
             roles: list[str] | None = None, review_tenants: list[str] | None = None) -> str:
-    """Create a key in the SQLite table and return it (shown once; only its digest is kept). ``roles``:
-    reviewer (of ``review_tenants``) and/or request_review."""
+    """Create a key in the state database (``settings.state_url`` or a SQLite file path) and return it (shown
+    once; only its digest is kept). ``roles``: reviewer (of ``review_tenants``) and/or request_review."""
     unknown = set(roles or ()) - {"reviewer", "request_review"}
     if unknown:
         raise ValueError(f"unknown role(s) {sorted(unknown)}: roles are reviewer, request_review")
     key = "ak_" + secrets.token_urlsafe(32)
     digest = _digest(key)
-    db = open_database(database_path, _SCHEMA)
+    db = open_db(database, _SCHEMA)
     try:
         db.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, 0)",
                    (digest, "key_" + digest[:12], tenant, json.dumps(collections), json.dumps(read_only or []),
@@ -188,9 +188,9 @@ def add_key(database_path: Path, tenant: str, collections: list[str], read_only:
     return key
 
 
-def revoke_key(database_path: Path, key: str) -> bool:
-    db = open_database(database_path, _SCHEMA)
+def revoke_key(database: str | Path, key: str) -> bool:
+    db = open_db(database, _SCHEMA)
     try:
-        return db.execute("UPDATE api_keys SET revoked = 1 WHERE key_sha256 = ?", (_digest(key),)).rowcount > 0
+        return db.execute("UPDATE api_keys SET revoked = 1 WHERE key_sha256 = ?", (_digest(key),)) > 0
     finally:
         db.close()

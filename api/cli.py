@@ -88,7 +88,7 @@ def ingest(
 
     settings = _settings()
     store = _open_store(settings)
-    manifest = Manifest(settings.manifest_path)
+    manifest = Manifest(settings.manifest_url)
     show_bar = sys.stderr.isatty() and not as_json
     try:
         ingester = Ingester(settings, store, manifest)
@@ -219,7 +219,7 @@ def ask(
     from api.records import Records
 
     store = _open_store(settings)
-    records = Records(settings.database_path)
+    records = Records(settings.state_url)
     path = None
     try:
         path = QuestionPath.build(settings, store, records=records)
@@ -284,13 +284,18 @@ def _print_answer(response) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (open auth mode: loopback only)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port (0: any free port)."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64,
+                                help="Processes (>1 needs ATTEST_QDRANT_URL and a PostgreSQL ATTEST_DATABASE_URL)."),
 ):
-    """Serve the HTTP API (uvicorn, one worker: the embedded index is single-process)."""
+    """Serve the HTTP API (uvicorn; one worker unless the index and the state are servers)."""
     from api.serve import run_server
 
-    code = run_server(_settings(), host, port, echo=lambda line: console.print(line, markup=False))
+    code = run_server(_settings(), host, port, echo=lambda line: console.print(line, markup=False), workers=workers)
     if code:
         raise typer.Exit(code)
+
+import api.cli_ops as _ops; _ops.register(app)  # noqa: E402, E702  (attest backup, attest restore)
+
 
 def main() -> None:
     """The console script: the typer app, with a held index explained instead of a traceback."""

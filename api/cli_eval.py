@@ -60,7 +60,7 @@ def eval_retrieval(
         raise typer.Exit(2)
     settings = _settings()
     store = _open_store(settings)
-    manifest = Manifest(settings.manifest_path)
+    manifest = Manifest(settings.manifest_url)
     try:
         ingester = Ingester(settings, store, manifest)
         retriever = Retriever(settings, store, ingester.encoder)
@@ -134,7 +134,7 @@ def eval_golden(
     cases = cases[:limit] if limit else cases
     settings = _settings()
     store = _open_store(settings)
-    manifest = Manifest(settings.manifest_path)
+    manifest = Manifest(settings.manifest_url)
     folder = corpus or golden.parent
     name = collection or f"eval-{folder.resolve().name}"
     path = None
@@ -160,7 +160,7 @@ def eval_golden(
         manifest.close()
 
     gate = regression_gate(report, base, max_drop) if base else None
-    history = RunHistory(settings.database_path)
+    history = RunHistory(settings.state_url)
     history.record(report)
     history.close()
     out = output or settings.data_dir / "reports"
@@ -195,7 +195,7 @@ def eval_history(golden: Optional[str] = typer.Option(None, "--golden", help="On
     from evaluation.golden import HEADLINE, RunHistory
 
     settings = _settings()
-    history = RunHistory(settings.database_path)
+    history = RunHistory(settings.state_url)
     runs = history.runs(golden)
     history.close()
     _print_quality(settings)

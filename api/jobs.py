@@ -15,6 +15,7 @@ import os
 import queue
 import re
 import shutil
+import socket
 import threading
 import unicodedata
 import uuid
@@ -58,6 +59,7 @@ class CollectionLocks:
     def __init__(self):
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._barrier = threading.Lock()  # held by hold_all: no new collection lock is handed out meanwhile
 
     def get(self, collection: str) -> threading.Lock:
         with self._guard:
@@ -65,7 +67,12 @@ class CollectionLocks:
 
     @contextmanager
     def hold(self, collection: str, timeout: float = -1):
-        lock = self.get(collection)
+        if not self._barrier.acquire(timeout=timeout):
+            raise TimeoutError(collection)
+        try:
+            lock = self.get(collection)
+        finally:
+            self._barrier.release()
         if not lock.acquire(timeout=timeout):
             raise TimeoutError(collection)
         try:
@@ -73,15 +80,35 @@ class CollectionLocks:
         finally:
             lock.release()
 
+    @contextmanager
+    def hold_all(self, timeout: float = -1):
+        """Every collection at once (a backup): waits for the job writing one to finish; new writers wait."""
+        if not self._barrier.acquire(timeout=timeout):
+            raise TimeoutError("all collections")
+        held: list[threading.Lock] = []
+        try:
+            with self._guard:
+                locks = list(self._locks.values())
+            for lock in locks:
+                if not lock.acquire(timeout=timeout):
+                    raise TimeoutError("all collections")
+                held.append(lock)
+            yield
+        finally:
+            for lock in held:
+                lock.release()
+            self._barrier.release()
+
 
 class _Tracker:
     """The ingester's progress callbacks, turned into per-file outcomes: a file whose ``file_done`` follows a
     ``chunks_done`` was written; one without was unchanged (or failed: the report's failures say which)."""
 
-    def __init__(self):
+    def __init__(self, on_file=None):
         self.chunks: dict[str, int] = {}
         self.done: set[str] = set()
         self._pending: int | None = None
+        self._on_file = on_file  # renews the job's lease while it runs
 
     def start(self, files: int) -> None: ...
 
@@ -89,6 +116,8 @@ class _Tracker:
         self._pending = n
 
     def file_done(self, path: str) -> None:
+        if self._on_file is not None:
+            self._on_file()
         key = str(Path(path).resolve())
         self.done.add(key)
         if self._pending is not None:
@@ -96,8 +125,32 @@ class _Tracker:
             self._pending = None
 
 
+# A running job is held by one worker for this long, renewed after every file: a worker that died without
+# saying so loses its jobs to the others once the lease runs out (at once, to a worker of the same host that
+# starts; otherwise to the first idle worker sweeping after that).
+JOB_LEASE_S = 600.0
+JOB_SWEEP_S = 60.0  # how often an idle worker offers itself the unfinished jobs (claim_job decides)
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _dead_local_worker(owner: str | None) -> bool:
+    """``owner`` names a process of this host that is gone (killed; its lease is void)."""
+    try:
+        host, pid, _ = (owner or "").rsplit(":", 2)
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return host == socket.gethostname()
+    except (ValueError, PermissionError, OSError):
+        return False
+    return False
+
+
 class JobRunner:
-    """Stages uploads and runs ingest jobs one at a time on a background thread."""
+    """Stages uploads and runs ingest jobs one at a time on a background thread. With several workers on one
+    state database, each job is claimed by exactly one of them (``Records.claim_job``)."""
 
     def __init__(self, settings, store, records: Records, locks: CollectionLocks, encoder=None, metrics=None):
         self.settings = settings
@@ -112,6 +165,7 @@ class JobRunner:
         self._ingester = None
         self._manifest = None
         self.busy = threading.Event()
+        self.owner = _worker_id()
 
     def collection_dir(self, tenant: str, collection: str) -> Path:
         return self.uploads / sanitise_name(tenant).replace("/", "_") / collection
@@ -122,6 +176,9 @@ class JobRunner:
             return
         self._thread = threading.Thread(target=self._work, name="attest-ingest", daemon=True)
         self._thread.start()
+        for job_id, owner in self.records.running_job_owners().items():
+            if _dead_local_worker(owner) and self.records.release_job(job_id, owner):
+                log.info("ingest job %s was held by %s, which is gone: queued again", job_id, owner)
         for job in self.records.unfinished_jobs():
             log.info("resuming ingest job %s", job["id"])
             self._queue.put(job["id"])
@@ -151,12 +208,19 @@ class JobRunner:
     # ---- the worker ------------------------------------------------------------------------------------
     def _work(self) -> None:
         while True:
-            job_id = self._queue.get()
+            try:
+                job_id = self._queue.get(timeout=JOB_SWEEP_S)
+            except queue.Empty:  # idle: look for jobs another worker took and then lost (its lease ran out)
+                for job in self.records.unfinished_jobs():
+                    self._queue.put(job["id"])
+                continue
             if job_id is None:
                 return
             job = self.records.job(job_id)
             if job is None or job["status"] not in ("queued", "running"):
                 continue
+            if not self.records.claim_job(job_id, self.owner, JOB_LEASE_S):
+                continue  # another worker holds it
             self.busy.set()
             try:
                 self._run(job)
@@ -178,7 +242,7 @@ class JobRunner:
             from ingest.manifest import Manifest
             from ingest.pipeline import Ingester
 
-            self._manifest = Manifest(self.settings.manifest_path)
+            self._manifest = Manifest(self.settings.manifest_url)
             self._ingester = Ingester(self.settings, self.store, self._manifest, self.encoder)
         return self._ingester
 
@@ -198,7 +262,7 @@ class JobRunner:
                 elif not target.exists():
                     f.update(status="failed", reason="the uploaded file was lost before ingestion (server restart?)")
             shutil.rmtree(staging, ignore_errors=True)
-            tracker = _Tracker()
+            tracker = _Tracker(lambda: self.records.renew_job(job["id"], self.owner, JOB_LEASE_S))
             report = self._ingester_for().run([root], collection, progress=tracker)
             failures = {str(Path(x["path"]).resolve()): x["reason"] for x in report.failures}
             for f in pending:

@@ -36,6 +36,7 @@ Where claim verification is turned off (``ATTEST_GROUNDING_ENABLED=false``) or f
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -68,6 +69,21 @@ class GenerationCancelled(BaseException):
     fallbacks must not count a cancellation as a provider failure (it would trip the circuit breaker);
     its ``finally`` blocks still close the model's stream and release the model.
     """
+
+
+def _question_span(ask):
+    """One ``question`` span around a question's stage spans (retrieve, generate, verify): one trace each."""
+
+    @functools.wraps(ask)
+    def traced(self, question: str, **options):
+        with self._span("question", risk=options.get("risk", "low")) as span:
+            response = ask(self, question, **options)
+            for key in ("request_id", "decision", "status", "served_from"):
+                if getattr(response, key, None) is not None:
+                    span.set_attribute(f"attest.{key}", getattr(response, key))
+            return response
+
+    return traced
 
 
 def _ms(seconds: float) -> float:
@@ -191,6 +207,7 @@ class QuestionPath:
             yield span
 
     # ---- one question ----------------------------------------------------------------------------------
+    @_question_span
     def ask(self, question: str, *, collection: str | None = None, filters: dict | None = None,
             top_k: int | None = None, risk: str = "low", providers: Sequence[str] | None = None,
             principal: Principal = Principal(), request_id: str | None = None, use_cache: bool = True,

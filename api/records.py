@@ -1,5 +1,5 @@
-"""What the API keeps beside the vectors (SQLite, ``<data_dir>/attest.sqlite``): answered questions, feedback,
-the verdicts of cached answers, and ingest jobs.
+"""What the API keeps beside the vectors (the state database, ``attest_db``: SQLite or PostgreSQL): answered
+questions, feedback, the verdicts of cached answers, and ingest jobs.
 
 Every answered question is kept with its response (answer, sources, verdicts), so feedback on a request id
 is stored with the question and the answer it is about: a correction becomes a before/after pair.
@@ -8,13 +8,12 @@ is stored with the question and the answer it is about: a correction becomes a b
 from __future__ import annotations
 
 import json
-import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from attest_sqlite import open_database
+from attest_db import Migration, Schema, open_db
 
-_SCHEMA = """
+_SCHEMA = Schema("api_records", [Migration(1, "queries, feedback, cached verdicts, jobs", """
 CREATE TABLE IF NOT EXISTS api_queries (
     request_id  TEXT PRIMARY KEY,
     tenant      TEXT NOT NULL,
@@ -26,7 +25,7 @@ CREATE TABLE IF NOT EXISTS api_queries (
     response    TEXT NOT NULL             -- the QueryResponse as JSON
 );
 CREATE TABLE IF NOT EXISTS feedback (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          {id},
     request_id  TEXT NOT NULL,
     tenant      TEXT NOT NULL,
     api_key_id  TEXT NOT NULL,
@@ -58,7 +57,10 @@ CREATE TABLE IF NOT EXISTS api_jobs (
     summary     TEXT NOT NULL,
     error       TEXT
 );
-"""
+"""), Migration(2, "jobs: which worker holds a running job, until when", """
+ALTER TABLE api_jobs ADD COLUMN owner TEXT;
+ALTER TABLE api_jobs ADD COLUMN lease_until TEXT
+""")])
 
 
 def utc_now() -> str:
@@ -66,25 +68,25 @@ def utc_now() -> str:
 
 
 class Records:
-    def __init__(self, path: Path):
-        self._db = open_database(path, _SCHEMA)
-        self._lock = threading.Lock()
+    def __init__(self, url: str | Path):
+        """``url``: ``settings.state_url`` (or a SQLite file path)."""
+        self._db = open_db(url, _SCHEMA)
 
-    def _exec(self, sql: str, args=()):
-        with self._lock:
-            return self._db.execute(sql, args)
+    def _exec(self, sql: str, args=()) -> int:
+        return self._db.execute(sql, args)
 
     def _one(self, sql: str, args=()):
-        with self._lock:
-            return self._db.execute(sql, args).fetchone()
+        return self._db.one(sql, args)
 
     def _all(self, sql: str, args=()):
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        return self._db.all(sql, args)
 
     # ---- questions and feedback ------------------------------------------------------------------------
     def record_query(self, response, tenant: str, api_key_id: str, collection: str) -> None:
-        self._exec("INSERT OR REPLACE INTO api_queries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        self._exec("INSERT INTO api_queries VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO UPDATE SET "
+                   "tenant = excluded.tenant, api_key_id = excluded.api_key_id, collection = excluded.collection, "
+                   "created_at = excluded.created_at, question = excluded.question, decision = excluded.decision, "
+                   "response = excluded.response",
                    (response.request_id, tenant, api_key_id, collection, utc_now(), response.question,
                     response.decision, response.model_dump_json()))
 
@@ -101,23 +103,21 @@ class Records:
         sources = {"citations": response.get("citations", []),
                    "sources": [{k: s.get(k) for k in ("chunk_id", "doc_id", "source", "page", "score")}
                                for s in response.get("sources", [])]}
-        cursor = self._exec(
+        row = self._one(
             "INSERT INTO feedback (request_id, tenant, api_key_id, created_at, rating, correction, comment, question, "
-            "answer, decision, sources, verdicts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "answer, decision, sources, verdicts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (request_id, tenant, api_key_id, utc_now(), rating, correction, comment, response.get("question", ""),
              response.get("answer", ""), response.get("decision", ""), json.dumps(sources),
              json.dumps(response.get("claims", []))))
-        return int(cursor.lastrowid)
+        return int(row[0])
 
     def feedback_for(self, request_id: str) -> list[dict]:
-        with self._lock:
-            cursor = self._db.execute("SELECT * FROM feedback WHERE request_id = ? ORDER BY id", (request_id,))
-            names = [c[0] for c in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return self._db.dicts("SELECT * FROM feedback WHERE request_id = ? ORDER BY id", (request_id,))
 
     # ---- verdicts of cached answers --------------------------------------------------------------------
     def store_cached_verdicts(self, entry_id: str, verdicts: dict) -> None:
-        self._exec("INSERT OR REPLACE INTO api_cache_verdicts VALUES (?, ?, ?)",
+        self._exec("INSERT INTO api_cache_verdicts VALUES (?, ?, ?) ON CONFLICT (entry_id) DO UPDATE SET "
+                   "verdicts = excluded.verdicts, created_at = excluded.created_at",
                    (entry_id, json.dumps(verdicts), utc_now()))
 
     def cached_verdicts(self, entry_id: str) -> dict | None:
@@ -126,22 +126,53 @@ class Records:
 
     # ---- jobs ------------------------------------------------------------------------------------------
     def save_job(self, job: dict) -> None:
-        self._exec("INSERT OR REPLACE INTO api_jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        self._exec("INSERT INTO api_jobs (id, tenant, collection, status, created_at, started_at, finished_at, files, "
+                   "summary, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                   "status = excluded.status, started_at = excluded.started_at, finished_at = excluded.finished_at, "
+                   "files = excluded.files, summary = excluded.summary, error = excluded.error",
                    (job["id"], job["tenant"], job["collection"], job["status"], job["created_at"],
                     job.get("started_at"), job.get("finished_at"), json.dumps(job["files"]),
                     json.dumps(job.get("summary") or {}), job.get("error")))
 
+    def claim_job(self, job_id: str, owner: str, lease_s: float, now: datetime | None = None) -> bool:
+        """Take a job for ``owner`` (one worker): a queued one, or a running one whose holder's lease ran
+        out. One statement, so of several workers asking at once exactly one gets it."""
+        now = now or datetime.now(timezone.utc)
+        until = (now + timedelta(seconds=lease_s)).isoformat(timespec="seconds")
+        return self._exec(
+            "UPDATE api_jobs SET owner = ?, lease_until = ?, status = 'running', started_at = COALESCE(started_at, ?) "
+            "WHERE id = ? AND (status = 'queued' OR (status = 'running' AND (lease_until IS NULL OR lease_until < ? "
+            "OR owner = ?)))",
+            (owner, until, now.isoformat(timespec="seconds"), job_id, now.isoformat(timespec="seconds"), owner)) == 1
+
+    def renew_job(self, job_id: str, owner: str, lease_s: float) -> bool:
+        """Extend ``owner``'s lease on a running job; False if another worker has taken it meanwhile."""
+        until = (datetime.now(timezone.utc) + timedelta(seconds=lease_s)).isoformat(timespec="seconds")
+        return self._exec("UPDATE api_jobs SET lease_until = ? WHERE id = ? AND owner = ? AND status = 'running'",
+                          (until, job_id, owner)) == 1
+
+    def release_job(self, job_id: str, owner: str) -> bool:
+        """Put back a running job whose holder is known dead (a worker of this host that was killed)."""
+        return self._exec("UPDATE api_jobs SET status = 'queued', owner = NULL, lease_until = NULL "
+                          "WHERE id = ? AND owner = ? AND status = 'running'", (job_id, owner)) == 1
+
     def job(self, job_id: str) -> dict | None:
-        row = self._one("SELECT * FROM api_jobs WHERE id = ?", (job_id,))
+        row = self._one(f"SELECT {_JOB_COLUMNS} FROM api_jobs WHERE id = ?", (job_id,))
         return _job(row) if row else None
 
     def unfinished_jobs(self) -> list[dict]:
-        return [_job(r) for r in self._all("SELECT * FROM api_jobs WHERE status IN ('queued', 'running') "
+        return [_job(r) for r in self._all(f"SELECT {_JOB_COLUMNS} FROM api_jobs WHERE status IN ('queued', 'running') "
                                            "ORDER BY created_at")]
 
+    def running_job_owners(self) -> dict[str, str | None]:
+        """Running jobs and the worker holding each."""
+        return dict(self._all("SELECT id, owner FROM api_jobs WHERE status = 'running'"))
+
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
+
+
+_JOB_COLUMNS = "id, tenant, collection, status, created_at, started_at, finished_at, files, summary, error"
 
 
 def _job(row) -> dict:

@@ -28,7 +28,7 @@ def auth_banner(settings, keys: int) -> str:
     return f"auth: API keys ({keys} configured); each key reads and writes only its own collections"
 
 
-def run_server(settings, host: str = "127.0.0.1", port: int = 8000, echo=print) -> int:
+def run_server(settings, host: str = "127.0.0.1", port: int = 8000, echo=print, workers: int = 1) -> int:
     import uvicorn
 
     from api.app import create_app
@@ -43,6 +43,10 @@ def run_server(settings, host: str = "127.0.0.1", port: int = 8000, echo=print) 
     if running is not None:
         echo(f"`attest serve` is already running for {settings.data_dir} (pid {running.pid}, {running.url})")
         return 3
+    if workers > 1:
+        from api.serve_workers import run_workers
+
+        return run_workers(settings, host, port, workers, echo)
     try:
         app = create_app(settings)
     except StoreLockedError as exc:

@@ -51,7 +51,7 @@ class Services:
         metrics = Metrics()
         store = store if store is not None else open_store(settings)
         encoder = encoder or get_dense_encoder()
-        records = Records(settings.database_path)
+        records = Records(settings.state_url)
         locks = CollectionLocks()
         reviews = ReviewDesk(settings, ReviewStore(settings.database_path), records=records, metrics=metrics)
         question = QuestionPath.build(settings, store, encoder, grounder=grounder, records=records, metrics=metrics,
@@ -63,7 +63,7 @@ class Services:
                               settings.api_max_inflight_per_key, metrics)
         return cls(settings=settings, store=store, question=question, keys=KeyStore(settings), records=records,
                    jobs=jobs, locks=locks, metrics=metrics, admission=admission,
-                   manifest=Manifest(settings.manifest_path), reviews=reviews)
+                   manifest=Manifest(settings.manifest_url), reviews=reviews)
 
     def close(self) -> None:
         if self.closed:

@@ -71,7 +71,7 @@ def open_index(data_dir: Path):
 
     settings = Settings(data_dir=data_dir, local_strong_model="qwen2.5-coder-0.5b")
     store = open_store(settings)
-    manifest = Manifest(settings.manifest_path)
+    manifest = Manifest(settings.manifest_url)
     Ingester(settings, store, manifest).run([ROOT / "data" / "demo"])  # idempotent: unchanged files write nothing
     manifest.close()
     return settings, store

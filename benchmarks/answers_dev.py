@@ -103,7 +103,7 @@ def build_index(data_dir: Path, absent: dict, present: dict) -> None:
     from retrieval.store import EdgeStore
 
     settings = Settings(data_dir=data_dir)
-    store, manifest = EdgeStore(settings.edge_dir), Manifest(settings.manifest_path)
+    store, manifest = EdgeStore(settings.edge_dir), Manifest(settings.manifest_url)
     try:
         ingester = Ingester(settings, store, manifest)
         for collection, paragraphs in (("absent", absent), ("present", present)):

@@ -60,7 +60,7 @@ def main(argv=None) -> None:
                       vocab_only=True, verbose=False)
     prompt = load_prompt(settings.answer_prompt)
     store = EdgeStore(settings.edge_dir)
-    manifest = Manifest(settings.manifest_path)
+    manifest = Manifest(settings.manifest_url)
     ingester = Ingester(settings, store, manifest, encoder)
 
     cases = []  # (set, question, evidence snippets, collection)

@@ -78,7 +78,7 @@ def run_attest(args, corpus, queries, qrels, texts_path):
 
     data = Path(tempfile.mkdtemp(prefix="attest-bench-"))
     settings = Settings(data_dir=data, ingest_threads=args.threads)
-    store, manifest = EdgeStore(settings.edge_dir), Manifest(settings.manifest_path)
+    store, manifest = EdgeStore(settings.edge_dir), Manifest(settings.manifest_url)
     ingester = Ingester(settings, store, manifest)
     records = [(d, t, x) for d, (t, x) in corpus.items()]
     start = time.perf_counter()

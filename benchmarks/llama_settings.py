@@ -62,7 +62,7 @@ def prompts(settings, limit: int, condense: int) -> list[list[dict]]:
 
     encoder = get_dense_encoder()
     store = EdgeStore(settings.edge_dir)
-    manifest = Manifest(settings.manifest_path)
+    manifest = Manifest(settings.manifest_url)
     Ingester(settings, store, manifest, encoder).run([ROOT / "data" / "demo"])
     retriever = Retriever(settings, store, encoder)
     template = load_prompt(settings.answer_prompt)

@@ -174,7 +174,7 @@ def own_server(args):
         overrides["model_cache_dir"] = Path(args.model_cache_dir)
     settings = Settings(**overrides)
     services = Services.build(settings)
-    manifest = Manifest(settings.manifest_path)
+    manifest = Manifest(settings.manifest_url)
     print(f"ingesting the demo corpus into {data} ...", file=sys.stderr)
     Ingester(settings, services.store, manifest, services.question.encoder).run([ROOT / "data" / "demo"])
     manifest.close()

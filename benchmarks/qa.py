@@ -53,7 +53,7 @@ def main():
     from retrieval.store import EdgeStore
 
     settings = Settings(data_dir=Path(args.data_dir or tempfile.mkdtemp(prefix="attest-qa-")))
-    store, manifest = EdgeStore(settings.edge_dir), Manifest(settings.manifest_path)
+    store, manifest = EdgeStore(settings.edge_dir), Manifest(settings.manifest_url)
     ingester = Ingester(settings, store, manifest)
     paragraphs, cases = load_hotpot(Path(args.data), args.limit)
     started = time.perf_counter()

@@ -98,7 +98,7 @@ def main():
     from retrieval.store import EdgeStore
 
     settings = Settings(data_dir=Path(args.data))
-    store, manifest = EdgeStore(settings.edge_dir), Manifest(settings.manifest_path)
+    store, manifest = EdgeStore(settings.edge_dir), Manifest(settings.manifest_url)
     ingester = Ingester(settings, store, manifest)
     dataset, _ = ensure_beir_collection(ingester, Path(args.beir), "beir-scifact")
     big = f"scifact-x{args.points // 1000}k"

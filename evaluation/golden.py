@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import statistics
 import subprocess
 import time
@@ -21,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from attest_db import Migration, Schema, open_db
 from evaluation.scoring import citation_scores, exact_match, is_decline, token_f1
 
 # Headline scores: higher is better for all of them; the gate compares these.
@@ -221,26 +221,37 @@ def markdown_report(report: GoldenReport, gate: GateResult | None = None) -> str
     return "\n".join(lines) + "\n"
 
 
-class RunHistory:
-    """Golden runs in SQLite: run id, time, git commit, prompt versions, models, scores."""
+_HISTORY = Schema("eval_runs", [
+    Migration(1, "golden runs", """CREATE TABLE IF NOT EXISTS eval_runs (
+        run_id TEXT PRIMARY KEY, created_at TEXT, golden TEXT, git_commit TEXT, prompts TEXT, models TEXT,
+        scores TEXT, latency_p50_ms {float}, cost_usd {float})"""),
+    Migration(2, "order of runs recorded in the same second", "ALTER TABLE eval_runs ADD COLUMN recorded_at TEXT"),
+])
 
-    def __init__(self, path: Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path))
-        self.db.execute("""CREATE TABLE IF NOT EXISTS eval_runs (
-            run_id TEXT PRIMARY KEY, created_at TEXT, golden TEXT, git_commit TEXT, prompts TEXT, models TEXT,
-            scores TEXT, latency_p50_ms REAL, cost_usd REAL)""")
+
+class RunHistory:
+    """Golden runs in the state database (``attest_db``): run id, time, git commit, prompt versions, models,
+    scores."""
+
+    def __init__(self, url: str | Path):
+        """``url``: ``settings.state_url`` (or a SQLite file path)."""
+        self.db = open_db(url, _HISTORY)
 
     def record(self, report: GoldenReport) -> None:
-        with self.db:
-            self.db.execute("INSERT OR REPLACE INTO eval_runs VALUES (?,?,?,?,?,?,?,?,?)", (
-                report.run_id, report.created_at, report.golden, report.git_commit, json.dumps(report.prompts),
-                json.dumps(report.models), json.dumps(report.scores), report.latency_ms["p50"], report.cost_usd))
+        self.db.execute(
+            "INSERT INTO eval_runs (run_id, created_at, golden, git_commit, prompts, models, scores, latency_p50_ms, "
+            "cost_usd, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (run_id) DO UPDATE SET "
+            "created_at = excluded.created_at, golden = excluded.golden, git_commit = excluded.git_commit, "
+            "prompts = excluded.prompts, models = excluded.models, scores = excluded.scores, "
+            "latency_p50_ms = excluded.latency_p50_ms, cost_usd = excluded.cost_usd, recorded_at = excluded.recorded_at",
+            (report.run_id, report.created_at, report.golden, report.git_commit, json.dumps(report.prompts),
+             json.dumps(report.models), json.dumps(report.scores), report.latency_ms["p50"], report.cost_usd,
+             datetime.now(timezone.utc).isoformat(timespec="microseconds")))
 
     def runs(self, golden: str | None = None) -> list[dict]:
         query = "SELECT run_id, created_at, golden, git_commit, prompts, models, scores, latency_p50_ms, cost_usd FROM eval_runs"
-        rows = self.db.execute(query + (" WHERE golden = ?" if golden else "") + " ORDER BY created_at, rowid",
-                               (golden,) if golden else ())
+        rows = self.db.all(query + (" WHERE golden = ?" if golden else "") + " ORDER BY created_at, recorded_at, run_id",
+                           (golden,) if golden else ())
         keys = ("run_id", "created_at", "golden", "git_commit", "prompts", "models", "scores", "latency_p50_ms", "cost_usd")
         out = []
         for row in rows:

@@ -160,7 +160,7 @@ class Grounder:
         self.settings = settings
         self.scorer = scorer or ClaimScorer.from_settings(settings, encoder=encoder)
         self.encoder = self.scorer.encoder
-        self.store = store if store is not None else VerdictStore(settings.database_path)
+        self.store = store if store is not None else VerdictStore(settings.state_url)
 
     def close(self) -> None:
         self.store.close()

@@ -1,4 +1,4 @@
-"""Every claim verdict, stored: SQLite table ``grounding_verdicts`` in ``<data_dir>/attest.sqlite``."""
+"""Every claim verdict, stored: table ``grounding_verdicts`` of the state database (``attest_db``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from attest_sqlite import open_database
+from attest_db import Migration, Schema, open_db
 
-SCHEMA = """
+SCHEMA = Schema("grounding_verdicts", [Migration(1, "claim verdicts", """
 CREATE TABLE IF NOT EXISTS grounding_verdicts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {id},
     created_at TEXT NOT NULL,
     request_id TEXT NOT NULL,
     attempt INTEGER NOT NULL DEFAULT 0,
@@ -20,8 +20,8 @@ CREATE TABLE IF NOT EXISTS grounding_verdicts (
     evidence_ids TEXT NOT NULL,
     cited_ids TEXT NOT NULL,
     signals TEXT NOT NULL,
-    score REAL NOT NULL,
-    threshold REAL NOT NULL,
+    score {float} NOT NULL,
+    threshold {float} NOT NULL,
     risk TEXT NOT NULL,
     supported INTEGER NOT NULL,
     citation TEXT NOT NULL,
@@ -30,12 +30,12 @@ CREATE TABLE IF NOT EXISTS grounding_verdicts (
     prompt_version TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS grounding_verdicts_request ON grounding_verdicts (request_id);
-"""
+""")])
 
 
 class VerdictStore:
-    def __init__(self, path: Path):
-        self._conn = open_database(path, SCHEMA)  # WAL, busy timeout, autocommit
+    def __init__(self, url: str | Path):
+        self._conn = open_db(url, SCHEMA)  # settings.state_url (or a SQLite file path)
         self._lock = threading.Lock()
 
     def record(self, request_id: str, verdicts, decision: str, risk: str, model: str, prompt_version: str,
@@ -45,8 +45,7 @@ class VerdictStore:
                  json.dumps(v.signals, sort_keys=True), v.score, v.threshold, risk, int(v.supported), v.citation,
                  decision, model, prompt_version) for v in verdicts]
         # One transaction (the connection autocommits otherwise): an answer's verdicts are stored all or none.
-        with self._lock, self._conn:
-            self._conn.execute("BEGIN IMMEDIATE")
+        with self._lock, self._conn.transaction():
             self._conn.executemany(
                 "INSERT INTO grounding_verdicts (created_at, request_id, attempt, claim, sentence, evidence_ids, "
                 "cited_ids, signals, score, threshold, risk, supported, citation, decision, model, prompt_version) "
@@ -54,10 +53,7 @@ class VerdictStore:
 
     def for_request(self, request_id: str) -> list[dict]:
         with self._lock:
-            cursor = self._conn.execute(
-                "SELECT * FROM grounding_verdicts WHERE request_id = ? ORDER BY id", (request_id,))
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+            return self._conn.dicts("SELECT * FROM grounding_verdicts WHERE request_id = ? ORDER BY id", (request_id,))
 
     def close(self) -> None:
         with self._lock:

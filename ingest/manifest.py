@@ -1,13 +1,15 @@
-"""The ingest manifest (SQLite): which documents are in which collection, their file hash and chunk ids."""
+"""The ingest manifest: which documents are in which collection, their file hash and chunk ids (its own
+SQLite file by default, or the shared PostgreSQL database: ``settings.manifest_url``, through ``attest_db``)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-_SCHEMA = """
+from attest_db import Migration, Schema, open_db
+
+_SCHEMA = Schema("manifest", [Migration(1, "documents", """
 CREATE TABLE IF NOT EXISTS documents (
     collection  TEXT NOT NULL,
     doc_id      TEXT NOT NULL,
@@ -20,7 +22,8 @@ CREATE TABLE IF NOT EXISTS documents (
     ingested_at TEXT NOT NULL,
     PRIMARY KEY (collection, doc_id)
 );
-"""
+""")])
+_COLUMNS = "collection, doc_id, source, root, file_hash, tags, title, chunk_ids, ingested_at"
 
 
 @dataclass
@@ -37,38 +40,34 @@ class ManifestEntry:
 
 
 class Manifest:
-    def __init__(self, path: Path):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(_SCHEMA)
+    def __init__(self, url: str | Path):
+        """``url``: ``settings.manifest_url`` (or a SQLite file path)."""
+        self.db = open_db(url, _SCHEMA)
 
     def _entry(self, row) -> ManifestEntry:
         c, d, s, r, h, tags, title, ids, at = row
         return ManifestEntry(c, d, s, r, h, json.loads(tags), title, json.loads(ids), at)
 
     def get(self, collection: str, doc_id: str) -> ManifestEntry | None:
-        row = self.db.execute(
-            "SELECT * FROM documents WHERE collection = ? AND doc_id = ?", (collection, doc_id)
-        ).fetchone()
+        row = self.db.one(f"SELECT {_COLUMNS} FROM documents WHERE collection = ? AND doc_id = ?",
+                          (collection, doc_id))
         return self._entry(row) if row else None
 
     def entries(self, collection: str) -> list[ManifestEntry]:
-        rows = self.db.execute("SELECT * FROM documents WHERE collection = ? ORDER BY doc_id", (collection,))
+        rows = self.db.all(f"SELECT {_COLUMNS} FROM documents WHERE collection = ? ORDER BY doc_id", (collection,))
         return [self._entry(r) for r in rows]
 
     def put(self, entry: ManifestEntry) -> None:
-        with self.db:
-            self.db.execute(
-                "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (entry.collection, entry.doc_id, entry.source, entry.root, entry.file_hash,
-                 json.dumps(sorted(entry.tags)), entry.title, json.dumps(entry.chunk_ids), entry.ingested_at),
-            )
+        self.db.execute(
+            f"INSERT INTO documents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (collection, doc_id) DO UPDATE SET source = excluded.source, root = excluded.root, "
+            "file_hash = excluded.file_hash, tags = excluded.tags, title = excluded.title, "
+            "chunk_ids = excluded.chunk_ids, ingested_at = excluded.ingested_at",
+            (entry.collection, entry.doc_id, entry.source, entry.root, entry.file_hash,
+             json.dumps(sorted(entry.tags)), entry.title, json.dumps(entry.chunk_ids), entry.ingested_at))
 
     def delete(self, collection: str, doc_id: str) -> None:
-        with self.db:
-            self.db.execute("DELETE FROM documents WHERE collection = ? AND doc_id = ?", (collection, doc_id))
+        self.db.execute("DELETE FROM documents WHERE collection = ? AND doc_id = ?", (collection, doc_id))
 
     def close(self) -> None:
         self.db.close()

@@ -8,10 +8,13 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import shutil
 import threading
 import uuid
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Literal, Protocol
 
@@ -26,6 +29,64 @@ Fusion = Literal["rrf", "dbsf"]
 
 class StoreLockedError(RuntimeError):
     """The embedded shard is held by another process."""
+
+
+class WriteGate:
+    """Lets writes through until ``paused()``: then new writes wait, and the pause begins once the writes in
+    flight have finished. Reads never wait. A backup pauses writes to copy a stable index while searches go on.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._writers = 0
+        self._paused = 0
+        self._local = threading.local()  # a write that calls another write (upsert -> ensure_collection)
+
+    @contextmanager
+    def writing(self):
+        if getattr(self._local, "depth", 0):
+            self._local.depth += 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
+        with self._cond:
+            while self._paused:
+                self._cond.wait()
+            self._writers += 1
+        self._local.depth = 1
+        try:
+            yield
+        finally:
+            self._local.depth = 0
+            with self._cond:
+                self._writers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def paused(self):
+        with self._cond:
+            self._paused += 1
+            while self._writers:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._paused -= 1
+                self._cond.notify_all()
+
+
+def _gated(method):
+    """A store method that changes the index: it waits while writes are paused."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._gate.writing():
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class VectorStore(Protocol):
@@ -45,6 +106,15 @@ class VectorStore(Protocol):
     def dense_vectors(self, name: str, ids: list[str]) -> dict[str, list[float]]: ...
     def flush(self, name: str) -> None: ...
     def close(self) -> None: ...
+    def writes_paused(self): ...
+    def backup_collection(self, name: str, target: Path) -> int: ...
+    def restore_collection(self, name: str, source: Path) -> int: ...
+
+
+def _count_all():
+    from qdrant_edge import CountRequest
+
+    return CountRequest(exact=True)
 
 
 def _hit(point) -> StoredHit:
@@ -66,6 +136,11 @@ class EdgeStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._shards: dict[str, object] = {}
         self._lock = threading.RLock()
+        self._gate = WriteGate()
+
+    def writes_paused(self):
+        """While held, every write of this store waits (see ``WriteGate``); searches go on."""
+        return self._gate.paused()
 
     @staticmethod
     def _config():
@@ -115,9 +190,11 @@ class EdgeStore:
             self._shards[name] = shard
             return shard
 
+    @_gated
     def ensure_collection(self, name: str) -> None:
         self._open(name, create=True)
 
+    @_gated
     def drop_collection(self, name: str) -> None:
         with self._lock:
             shard = self._shards.pop(name, None)
@@ -134,6 +211,7 @@ class EdgeStore:
             return None
         return Filter(must=[FieldCondition(key=k, match=MatchAny(any=v)) for k, v in clean.items()])
 
+    @_gated
     def upsert(self, name: str, points: list[ChunkPoint]) -> None:
         from qdrant_edge import Point, SparseVector as EdgeSparse, UpdateOperation
 
@@ -152,6 +230,7 @@ class EdgeStore:
         with self._lock:
             shard.update(UpdateOperation.upsert_points(edge_points))
 
+    @_gated
     def delete_ids(self, name: str, ids: list[str]) -> None:
         from qdrant_edge import UpdateOperation
 
@@ -161,6 +240,7 @@ class EdgeStore:
         with self._lock:
             shard.update(UpdateOperation.delete_points([uuid.UUID(i) for i in ids]))
 
+    @_gated
     def delete_doc_except(self, name: str, doc_id: str, keep_ids: list[str]) -> None:
         from qdrant_edge import FieldCondition, Filter, HasIdCondition, MatchValue, UpdateOperation
 
@@ -172,6 +252,7 @@ class EdgeStore:
         with self._lock:
             shard.update(UpdateOperation.delete_points_by_filter(flt))
 
+    @_gated
     def set_payload(self, name: str, ids: list[str], payload: dict) -> None:
         from qdrant_edge import UpdateOperation
 
@@ -255,6 +336,29 @@ class EdgeStore:
             with self._lock:
                 shard.flush()
 
+    def backup_collection(self, name: str, target: Path) -> int:
+        """Copy the collection's shard (flushed first) to ``target``; returns its point count. Call it with
+        writes paused (``writes_paused``): the files are then stable while searches go on reading them."""
+        shard = self._open(name, create=False)
+        if shard is None:
+            raise ValueError(f"no collection {name!r} in {self.root}")
+        with self._lock:
+            shard.flush()
+            points = shard.count(_count_all())
+        shutil.copytree(self._path(name), Path(target))
+        return points
+
+    def restore_collection(self, name: str, source: Path) -> int:
+        """Put a shard copied by ``backup_collection`` in place (the collection must not exist here)."""
+        path = self._path(name)
+        if self.has_collection(name) or path.exists():
+            raise ValueError(f"collection {name!r} already exists in {self.root}")
+        staging = self.root.parent / f".restoring-{self.root.name}-{name}"  # outside root: not listed
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(Path(source), staging)
+        staging.rename(path)
+        return self.count(name)
+
     def close(self) -> None:
         with self._lock:
             for shard in self._shards.values():
@@ -271,6 +375,11 @@ class ServerStore:
         self.client = client
         self.shard_number = shard_number
         self.replication_factor = replication_factor
+        self._gate = WriteGate()
+
+    def writes_paused(self):
+        """While held, this process's writes wait (other processes writing the same server do not)."""
+        return self._gate.paused()
 
     @classmethod
     def connect(cls, url: str, api_key: str | None = None, shard_number: int = 1, replication_factor: int = 1):
@@ -285,6 +394,7 @@ class ServerStore:
     def list_collections(self) -> list[str]:
         return sorted(c.name for c in self.client.get_collections().collections)
 
+    @_gated
     def ensure_collection(self, name: str) -> None:
         from qdrant_client import models
 
@@ -303,6 +413,7 @@ class ServerStore:
             for field in INDEXED_FIELDS:
                 self.client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
 
+    @_gated
     def drop_collection(self, name: str) -> None:
         if self.has_collection(name):
             self.client.delete_collection(name)
@@ -316,6 +427,7 @@ class ServerStore:
             return None
         return models.Filter(must=[models.FieldCondition(key=k, match=models.MatchAny(any=v)) for k, v in clean.items()])
 
+    @_gated
     def upsert(self, name: str, points: list[ChunkPoint]) -> None:
         from qdrant_client import models
 
@@ -330,12 +442,14 @@ class ServerStore:
             structs.append(models.PointStruct(id=p.id, vector=vector, payload=p.payload))
         self.client.upsert(name, structs, wait=True)
 
+    @_gated
     def delete_ids(self, name: str, ids: list[str]) -> None:
         from qdrant_client import models
 
         if ids and self.has_collection(name):
             self.client.delete(name, points_selector=models.PointIdsList(points=list(ids)), wait=True)
 
+    @_gated
     def delete_doc_except(self, name: str, doc_id: str, keep_ids: list[str]) -> None:
         from qdrant_client import models
 
@@ -346,6 +460,7 @@ class ServerStore:
                             must_not=must_not)
         self.client.delete(name, points_selector=models.FilterSelector(filter=flt), wait=True)
 
+    @_gated
     def set_payload(self, name: str, ids: list[str], payload: dict) -> None:
         if ids and self.has_collection(name):
             self.client.set_payload(name, payload=payload, points=list(ids), wait=True)
@@ -408,6 +523,54 @@ class ServerStore:
 
     def flush(self, name: str) -> None:
         """Writes above wait for the server's acknowledgement (``wait=True``): nothing to do."""
+
+    def backup_collection(self, name: str, target: Path) -> int:
+        """Export every point (id, vectors, payload) to ``target/points.jsonl``; returns the count.
+
+        A logical export rather than a Qdrant snapshot: on a cluster a collection snapshot holds only the
+        shards of the node it was taken on, and its file stays on that node's disk; an export through the
+        client is the whole collection whatever the topology, and restores into any shard layout."""
+        if not self.has_collection(name):
+            raise ValueError(f"no collection {name!r} on the Qdrant server")
+        target = Path(target)
+        target.mkdir(parents=True)
+        points, offset = 0, None
+        with open(target / "points.jsonl", "w", encoding="utf-8") as out:
+            while True:
+                records, offset = self.client.scroll(name, limit=256, offset=offset, with_payload=True,
+                                                     with_vectors=True)
+                for record in records:
+                    vectors = {}
+                    for channel, vector in (record.vector or {}).items():
+                        vectors[channel] = ({"indices": list(vector.indices), "values": list(vector.values)}
+                                            if hasattr(vector, "indices") else list(vector))
+                    out.write(json.dumps({"id": str(record.id), "vector": vectors, "payload": record.payload or {}})
+                              + "\n")
+                    points += 1
+                if offset is None:
+                    break
+        return points
+
+    def restore_collection(self, name: str, source: Path) -> int:
+        """Create the collection (this store's shard number and replication factor) and load an export."""
+        from qdrant_client import models
+
+        if self.has_collection(name):
+            raise ValueError(f"collection {name!r} already exists on the Qdrant server")
+        self.ensure_collection(name)
+        batch: list = []
+        with open(Path(source) / "points.jsonl", encoding="utf-8") as lines:
+            for line in lines:
+                row = json.loads(line)
+                vector = {channel: (models.SparseVector(**v) if isinstance(v, dict) else v)
+                          for channel, v in row["vector"].items()}
+                batch.append(models.PointStruct(id=row["id"], vector=vector, payload=row["payload"]))
+                if len(batch) == 256:
+                    self.client.upsert(name, batch, wait=True)
+                    batch = []
+        if batch:
+            self.client.upsert(name, batch, wait=True)
+        return self.count(name)
 
     def close(self) -> None:
         self.client.close()

@@ -197,9 +197,9 @@ def test_the_verdict_store_uses_open_database_and_stores_an_answer_all_or_nothin
     path = tmp_path / "data" / "attest.sqlite"
     store = VerdictStore(path)
     try:
-        (mode,) = store._conn.execute("PRAGMA journal_mode").fetchone()
-        (busy,) = store._conn.execute("PRAGMA busy_timeout").fetchone()
-        assert mode == "wal" and busy == 5000 and store._conn.isolation_level is None
+        (mode,) = store._conn.one("PRAGMA journal_mode")  # attest_db opens SQLite through open_database
+        (busy,) = store._conn.one("PRAGMA busy_timeout")
+        assert mode == "wal" and busy == 5000 and store._conn.dialect == "sqlite"
 
         store.record("req_1", [_verdict("First claim."), _verdict("Second claim.", 1)], "served", "low",
                      "minilm-verifier", "grounding@2")
