@@ -115,6 +115,11 @@ class Database:
         with self._lock:
             self._run(sql, list(rows), many=True)
 
+    def cursor(self, sql: str, args=()):
+        """Run one statement and return its DB-API cursor (``fetchone``, ``fetchall``, ``description``)."""
+        with self._lock:
+            return self._run(sql, args)
+
     def one(self, sql: str, args=()) -> tuple | None:
         with self._lock:
             return self._run(sql, args).fetchone()
@@ -186,6 +191,17 @@ class Database:
                               datetime.now(timezone.utc).isoformat(timespec="seconds")))
                 applied.append(migration.version)
         return applied
+
+
+def integrity_errors() -> tuple[type[Exception], ...]:
+    """The exception classes a constraint violation raises on either database."""
+    import sqlite3
+
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.IntegrityError,)
+    return (sqlite3.IntegrityError, psycopg.IntegrityError)
 
 
 def _connection_lost(exc: Exception) -> bool:

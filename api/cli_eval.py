@@ -222,7 +222,7 @@ def _print_quality(settings) -> None:
     """Served answers' quality over time: the judge's mean score per day (review/quality.py)."""
     from review.store import ReviewStore
 
-    store = ReviewStore(settings.database_path)
+    store = ReviewStore(settings.state_url)
     try:
         days = store.quality_by_day()
     finally:

@@ -186,7 +186,7 @@ def review_export(
     from review.store import ReviewStore
 
     settings = _settings()
-    store = ReviewStore(settings.database_path)
+    store = ReviewStore(settings.state_url)
     try:
         items = store.decided(tenant=tenant, since=since)
     finally:

@@ -53,7 +53,7 @@ class Services:
         encoder = encoder or get_dense_encoder()
         records = Records(settings.state_url)
         locks = CollectionLocks()
-        reviews = ReviewDesk(settings, ReviewStore(settings.database_path), records=records, metrics=metrics)
+        reviews = ReviewDesk(settings, ReviewStore(settings.state_url), records=records, metrics=metrics)
         question = QuestionPath.build(settings, store, encoder, grounder=grounder, records=records, metrics=metrics,
                                       tracer=tracer, reviews=reviews)
         reviews.question = question

@@ -19,10 +19,10 @@ Tables (in ``<data_dir>/attest.sqlite``, beside the other stores):
 - ``review_audit``: every change (queued, claimed, released, lease expired, edit, decision, feedback added):
   who, when, the state before and after.
 
-Portability: plain SQL over DB-API ``?`` parameters, TEXT ids made here (no AUTOINCREMENT), ISO 8601 UTC
-text for times (fixed width, so they compare as text), JSON in TEXT, no INSERT OR REPLACE. The SQLite-only
-parts are ``open_database`` and ``BEGIN IMMEDIATE`` in ``_transaction`` (``BEGIN`` plus row locks on
-PostgreSQL); a data layer for PostgreSQL changes those and the parameter style.
+Portability: plain SQL over ``?`` parameters, TEXT ids made here (no AUTOINCREMENT), ISO 8601 UTC text for
+times (fixed width, so they compare as text), JSON in TEXT, no INSERT OR REPLACE; opened through
+``attest_db`` (SQLite or PostgreSQL, ``settings.state_url``), whose transactions are BEGIN IMMEDIATE on
+SQLite. A race between two claims of one slot ends on the primary key: the loser's transaction rolls back.
 
 Rules (violations raise ``Conflict`` with the reason; the API answers 409):
 - a decided item cannot be claimed or decided again;
@@ -31,7 +31,7 @@ Rules (violations raise ``Conflict`` with the reason; the API answers 409):
 - a reviewer fills at most one slot of an item (two reviews of one item are two people's);
 - an item leased by others in every open slot cannot be claimed until a lease ends.
 
-    store = ReviewStore(settings.database_path, clock=time.time)
+    store = ReviewStore(settings.state_url, clock=time.time)
     item = store.add_item(kind="failed_check", request_id=..., tenant="acme", collection="acme", risk="low",
                           question="...", payload={...}, reviews_required=1)
     lease = store.claim(item["id"], reviewer="key_ab12", lease_s=600)
@@ -41,7 +41,6 @@ Rules (violations raise ``Conflict`` with the reason; the API answers 409):
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 import uuid
@@ -50,9 +49,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
-from attest_sqlite import open_database
+from attest_db import Migration, Schema, integrity_errors, open_db
 
-SCHEMA = """
+SCHEMA = Schema("review", [Migration(1, "review queue, leases, decisions, edits, audit, quality", """
 CREATE TABLE IF NOT EXISTS review_items (
     id               TEXT PRIMARY KEY,
     request_id       TEXT NOT NULL UNIQUE,
@@ -118,12 +117,12 @@ CREATE TABLE IF NOT EXISTS review_quality (
     request_id     TEXT PRIMARY KEY,
     tenant         TEXT NOT NULL,
     collection     TEXT NOT NULL,
-    score          REAL NOT NULL,          -- the quality judge's P(good answer)
+    score          {float} NOT NULL,          -- the quality judge's P(good answer)
     model          TEXT,
     prompt_version TEXT NOT NULL,
     judged_at      TEXT NOT NULL
 );
-"""
+""")])
 
 KINDS = ("failed_check", "feedback", "flagged")
 ACTIONS = ("approved", "edited", "rejected")
@@ -156,11 +155,19 @@ def accepts(action: str) -> bool:
     return action in ("approved", "edited")
 
 
+class _Statements:
+    """What a transaction hands the methods below: ``execute`` returning a cursor, as DB-API does."""
+
+    def __init__(self, db):
+        self.execute = db.cursor
+
+
 class ReviewStore:
     """One per process (thread-safe); ``clock`` returns epoch seconds (tests pass their own)."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time):
-        self._db = open_database(path, SCHEMA)
+    def __init__(self, url: str | Path, clock: Callable[[], float] = time.time):
+        """``url``: ``settings.state_url`` (or a SQLite file path)."""
+        self._db = open_db(url, SCHEMA)
         self._lock = threading.RLock()
         self.clock = clock
 
@@ -171,20 +178,12 @@ class ReviewStore:
     # ---- plumbing --------------------------------------------------------------------------------------
     @contextmanager
     def _transaction(self):
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, self._db.transaction():
+            yield _Statements(self._db)
 
     def _rows(self, sql: str, args: Iterable = ()) -> list[dict]:
         with self._lock:
-            cursor = self._db.execute(sql, tuple(args))
-            names = [c[0] for c in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+            return self._db.dicts(sql, tuple(args))
 
     def _now(self) -> str:
         return iso(self.clock())
@@ -320,7 +319,7 @@ class ReviewStore:
                             int(reviews_required), self._now(), model, prompt_version, json.dumps(payload)))
                 self._audit(db, {"id": item_id, "tenant": tenant}, actor, "queued", None,
                             {"status": "pending", "kind": kind, "reviews_required": int(reviews_required)})
-        except sqlite3.IntegrityError:
+        except integrity_errors():
             existing = self.by_request(request_id)
             if existing is None:
                 raise
@@ -375,7 +374,7 @@ class ReviewStore:
             try:
                 db.execute("INSERT INTO review_leases (item_id, slot, reviewer, claimed_at, expires_at) "
                            "VALUES (?, ?, ?, ?, ?)", (item_id, free[0], reviewer, iso(now), expires))
-            except sqlite3.IntegrityError:  # another process took the slot between our read and our write
+            except integrity_errors():  # another process took the slot between our read and our write
                 raise Conflict(f"item {item_id} was just claimed by another reviewer") from None
             self._audit(db, item, reviewer, "claimed", before, self._state(item_id))
             return {"item_id": item_id, "slot": free[0], "reviewer": reviewer, "claimed_at": iso(now),

@@ -245,8 +245,8 @@ def test_a_sqlite_file_from_before_migrations_is_upgraded_in_place(tmp_path):
 
 # ---- the service on PostgreSQL ---------------------------------------------------------------------------------
 def test_the_api_keeps_all_its_state_in_postgresql(postgres, tmp_path, encoder):
-    """Upload, ingest job, document list, question record and feedback, with ATTEST_DATABASE_URL: nothing of
-    it in SQLite (the human-review store, not ported to attest_db yet, is the one module still there)."""
+    """Upload, ingest job, document list, question record and feedback, with ATTEST_DATABASE_URL: no SQLite
+    file is created in the data directory."""
     import httpx
 
     from api.app import create_app
@@ -267,14 +267,7 @@ def test_the_api_keeps_all_its_state_in_postgresql(postgres, tmp_path, encoder):
         answer = http.post("/v1/query", json={"question": "Write a poem about autumn leaves."})
         assert answer.status_code == 200
         assert http.post("/v1/feedback", json={"request_id": answer.json()["request_id"], "rating": "up"}).status_code == 201
-    assert not (Path(settings.data_dir) / "manifest.sqlite").exists()
-    leftover = Path(settings.data_dir) / "attest.sqlite"
-    if leftover.exists():
-        import sqlite3
-
-        with sqlite3.connect(leftover) as db:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert all(t.startswith("review_") or t == "sqlite_sequence" for t in tables), tables
+    assert not list(Path(settings.data_dir).glob("*.sqlite"))
 
     import psycopg
 
@@ -283,7 +276,7 @@ def test_the_api_keeps_all_its_state_in_postgresql(postgres, tmp_path, encoder):
         assert conn.execute("SELECT doc_id FROM documents").fetchall() == [("faq.md",)]
         assert conn.execute("SELECT COUNT(*) FROM feedback").fetchone() == (1,)
         tables = {r[0] for r in conn.execute("SELECT DISTINCT schema_name FROM attest_migrations")}
-    assert {"api_records", "api_keys", "usage", "manifest"} <= tables
+    assert {"api_records", "api_keys", "usage", "manifest", "review"} <= tables
 
 
 def test_several_workers_need_a_qdrant_server_and_postgresql(tmp_path):
@@ -385,3 +378,24 @@ def test_a_job_lost_by_a_worker_on_another_host_is_taken_once_its_lease_runs_out
         runner.stop()
         store.close()
         records.close()
+
+
+def test_the_review_store_queues_once_and_leases_a_slot_to_one_reviewer(state_url):
+    from review.store import Conflict, ReviewStore
+
+    store = ReviewStore(state_url)
+    item, created = store.add_item(kind="failed_check", request_id="req_1", tenant="acme", api_key_id="key_a",
+                                   collection="docs", risk="high", question="Q?", payload={"draft": {"answer": "A."}})
+    again, created_again = store.add_item(kind="failed_check", request_id="req_1", tenant="acme", api_key_id="key_a",
+                                          collection="docs", risk="high", question="Q?", payload={})
+    assert created and not created_again and again["id"] == item["id"]  # the unique request id decides
+    lease = store.claim(item["id"], "ann", lease_s=600)
+    with pytest.raises(Conflict):
+        store.claim(item["id"], "bob", lease_s=600)
+    assert store.claim(item["id"], "ann", lease_s=600)["slot"] == lease["slot"]  # renewed
+    decided = store.decide(item["id"], "ann", "approved")
+    assert decided["status"] == "approved"
+    with pytest.raises(Conflict):
+        store.claim(item["id"], "bob", lease_s=600)
+    assert [a["action"] for a in store.audit(item["id"])][:2] == ["queued", "claimed"]
+    store.close()
