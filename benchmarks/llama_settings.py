@@ -46,7 +46,8 @@ def configurations(threads: int) -> dict[str, dict]:
         "flash": {**base, "flash_attn": True},
         "kv_q8": {**base, "flash_attn": True, "type_k": llama_cpp.GGML_TYPE_Q8_0, "type_v": llama_cpp.GGML_TYPE_Q8_0},
         "no_prefix": {**base, "_reset": True},
-        "lookup": {**base, "draft_model": LlamaPromptLookupDecoding(num_pred_tokens=10)},
+        # llama-cpp-python verifies drafted tokens against every position's logits: logits_all is required.
+        "lookup": {**base, "draft_model": LlamaPromptLookupDecoding(num_pred_tokens=10), "logits_all": True},
     }
 
 
