@@ -36,6 +36,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, ContextManager
 
+from api.server_lock import pid_alive
+
 FORMAT = "attest-backup/1"
 CURRENT = "CURRENT"
 PARTIAL = ".partial-"
@@ -98,16 +100,6 @@ def _inventory(root: Path) -> dict[str, dict]:
     return files
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _copy_uploads(source: Path, target: Path, live_jobs: set[str]) -> None:
     """The uploads folder, with only the staged files of jobs the state database knows as queued/running
     (a staging folder of an upload still being received belongs to no job yet)."""
@@ -149,7 +141,7 @@ def _clean_partials(folder: Path) -> None:
     """Remove what killed backups left: ``.partial-*`` folders whose process is gone."""
     for path in folder.glob(PARTIAL + "*"):
         pid = path.name.rsplit("-", 1)[-1]
-        if not (pid.isdigit() and _pid_alive(int(pid)) and int(pid) != os.getpid()):
+        if not (pid.isdigit() and pid_alive(int(pid)) and int(pid) != os.getpid()):
             shutil.rmtree(path, ignore_errors=True)
 
 

@@ -64,7 +64,8 @@ def remove_lock(settings) -> None:
         pass
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -81,7 +82,7 @@ def find_running_server(settings, probe: bool = True, timeout_s: float = 2.0) ->
         info = RunningServer(**json.loads(lock_path(settings).read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if not _alive(info.pid):
+    if not pid_alive(info.pid):
         return None
     if probe:
         import httpx
