@@ -36,7 +36,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from answer.passages import NumberedPassages
-from grounding.checks import answers_what_is_asked, asked_for, question_vetoes, short_answer_supplies
+from grounding.checks import answers_what_is_asked, asked_for, numbers_in, question_vetoes, short_answer_supplies
 from grounding.claims import Claim, SplitAnswer, answer_statement, split_claims
 from grounding.evidence import Evidence, EvidencePool, Passage
 from grounding.judge import PROMPT_VERSION as JUDGE_PROMPT_VERSION, answer_prompt, evidence_block
@@ -246,11 +246,18 @@ class Grounder:
             else:
                 best = max(got.values(), key=lambda s: s.score)
                 supporting, status = [], "unsupported"
+            vetoes = list(best.vetoes)
+            if len(supporting) > 1 and _numbers_split(claim.text, [pool.passages[n].text for n in supporting]):
+                # "Firmware 3.0 will be released on 5 November 2024": the date is firmware 2.0's, the 3.0 a
+                # screen's. Numbers stated together must be stated together by one passage.
+                vetoes.append("numbers_split_across_passages")
+                supporting, status = [], "unsupported"
             verdicts.append(ClaimVerdict(
-                claim=claim.text, sentence=claim.sentence, supported=bool(best.score >= threshold),
+                claim=claim.text, sentence=claim.sentence,
+                supported=bool(best.score >= threshold) and "numbers_split_across_passages" not in vetoes,
                 score=round(best.score, 6), threshold=threshold, signals={k_: round(float(v), 4) for k_, v in
                                                                           best.signals.items()},
-                vetoes=best.vetoes,
+                vetoes=vetoes,
                 evidence=[EvidenceRef(passage=e.passage, chunk_id=e.chunk_id, text=e.text,
                                       similarity=round(e.similarity, 4)) for e in best.evidence.sentences],
                 cited_passages=cited, supporting_passages=supporting, citation=status))
@@ -441,6 +448,12 @@ class Grounder:
         if not kept:
             return False
         return max(kept) >= MIN_RELEVANCE and max(kept) >= MIN_RELEVANCE_KEPT * whole
+
+
+def _numbers_split(claim: str, passages: list[str]) -> bool:
+    """The claim states two or more numbers and no single one of ``passages`` holds them all."""
+    wanted = numbers_in(claim)
+    return len(wanted) >= 2 and not any(wanted <= numbers_in(text) for text in passages)
 
 
 def _served_sentences(split: SplitAnswer, verdicts: list[ClaimVerdict], passages: list[Passage], answer) -> list:

@@ -256,7 +256,7 @@ def test_local_model_answers_a_demo_question_with_valid_citations(pipeline_for, 
     result = pipeline.answer(QUICK_START, hits)
     assert result.status == "answered", result.attempts
     assert (result.served_from, result.provider, result.model, result.prompt) == ("model", "local", FAST_MODEL,
-                                                                                 "answer@1")
+                                                                                 pipeline.settings.answer_prompt)
     assert result.route == "simple" and result.tier == "fast"
     assert_citations_point_at_given_passages(result, hits)
     assert "manual/getting-started.md" in {c.doc_id for c in result.citations}
@@ -269,14 +269,26 @@ def test_local_model_answers_a_demo_question_with_valid_citations(pipeline_for, 
     assert row["prompt_tokens"] == result.tokens.prompt and row["cost_usd"] == 0.0
 
 
-def test_local_model_says_the_documents_do_not_say_for_an_unanswerable_question(pipeline_for, hits_for):
-    # answer@1 with the 0.5B declines this one; it does not decline every unanswerable golden question (it
-    # named the privacy officer as CEO): that is measured by benchmarks/answer.py and stopped by grounding.
+def test_an_unanswerable_question_is_declined_by_the_model_or_withheld_by_grounding(pipeline_for, hits_for, encoder):
+    """No document dates firmware 3.0. answer@1 with the 0.5B declined it; answer@3 answers with the date the
+    passages give another firmware ("... released on 5 November 2024"). The answer stage cannot tell; the
+    grounding stage must not serve it."""
+    from grounding.decide import Grounder
+
     question = "When will firmware 3.0 for the Halden K2 be released?"
     pipeline = pipeline_for(answer_providers=["local"])
-    result = pipeline.answer(question, hits_for(question))
-    assert result.status == "declined", result.answer
-    assert result.answer == DECLINE_TEXT and not result.answerable and result.served_from == "model"
+    hits = hits_for(question)
+    result = pipeline.answer(question, hits)
+    assert result.status in ("answered", "declined"), result.answer
+    if result.status == "declined":
+        assert result.answer == DECLINE_TEXT and not result.answerable and result.served_from == "model"
+        return
+    grounder = Grounder(pipeline.settings, encoder=encoder)
+    try:
+        grounded = grounder.verify(question, result, hits, risk="low")
+    finally:
+        grounder.close()
+    assert grounded.decision == "rejected", (result.answer, grounded.text)
 
 
 def test_battery_question_returns_a_structurally_valid_answer_or_a_decline(pipeline_for, hits_for, record_property):
