@@ -475,7 +475,9 @@ def test_unusable_output_is_retried_with_the_simplified_prompt_then_the_next_tie
     pipeline = pipeline_for(answer_providers=["anthropic", "openai"])
     result = pipeline.answer(WARRANTY, hits_for(WARRANTY))
     assert outcomes(result) == [("anthropic", "malformed_output"), ("anthropic", "malformed_output"), ("openai", "ok")]
-    assert [a.prompt for a in result.attempts] == ["answer@1", "answer-simple@1", "answer@1"]
+    settings = pipeline.settings
+    assert [a.prompt for a in result.attempts] == [settings.answer_prompt, settings.answer_retry_prompt,
+                                                   settings.answer_prompt]
     first, retry = fake_llm.calls("anthropic")
     assert first["system"] != retry["system"]  # the retry really used the other template
     if mode == "invalid_citations":

@@ -12,6 +12,7 @@ import json
 
 import pytest
 
+from attest_settings import Settings
 from conftest import DEMO, ROOT, run_cli
 
 BASELINE = ROOT / "evaluation" / "baselines" / "golden-ci.json"
@@ -42,7 +43,7 @@ def test_committed_prompt_passes_the_committed_baseline(tmp_path, golden_env):
     proc, report = _golden(tmp_path, golden_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "regression gate passed" in proc.stderr
-    assert report["prompts"] == ["answer@1"] and len(report["cases"]) == 8
+    assert report["prompts"] == [Settings().answer_prompt] and len(report["cases"]) == 8
 
 
 def test_degraded_prompt_fails_the_gate_and_names_the_cases(tmp_path, golden_env):

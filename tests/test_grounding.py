@@ -15,7 +15,7 @@ import pytest
 from answer.result import AnswerResult, AnswerSentence, Citation
 from grounding.checks import deterministic_signals, numbers_in
 from grounding.claims import split_claims
-from grounding.decide import Grounder, GroundedAnswer
+from grounding.decide import PROMPT_VERSION, Grounder, GroundedAnswer
 from tests.conftest import make_settings, run_cli
 
 REPAIR_Q = "How fast are Care+ priority repairs?"
@@ -363,7 +363,7 @@ def test_every_verdict_is_stored(grounding_settings, grounder, hits_for):
     request_id, claim, evidence_ids, signals, score, decision, model, prompt_version = rows[0]
     assert claim == "Care+ extends the total coverage to 4 years." and decision == "served"
     assert hits[n - 1].id in json.loads(evidence_ids) and "verifier_logit" in json.loads(signals)
-    assert 0 <= score <= 1 and model.startswith("minilm-verifier") and prompt_version == "grounding@3"
+    assert 0 <= score <= 1 and model.startswith("minilm-verifier") and prompt_version == PROMPT_VERSION
 
 
 def test_decline_has_no_claims_and_is_served_as_is(grounder, hits_for):
