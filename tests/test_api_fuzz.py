@@ -51,6 +51,8 @@ def fuzz_schema(fuzz_server):
 def _check(case, response) -> None:
     assert response.status_code < 500, (case.method, case.path, response.status_code, response.text[:500])
     headers = {k.lower(): v[0] if isinstance(v, list) else v for k, v in response.headers.items()}
+    if response.status_code == 400 and response.text.startswith("Invalid HTTP request received"):
+        return  # a request line uvicorn itself refuses (e.g. control characters in the query): never reaches the app
     assert headers.get("x-request-id")
     if response.status_code >= 400:
         assert headers["content-type"].startswith("application/problem+json"), response.text[:300]
