@@ -273,11 +273,7 @@ class Grounder:
             return []
         passages = [Passage.from_hit(n, hit) for n, hit in NumberedPassages.of(passages).numbered()]
         verdicts, _ = self.check_claims(split, passages, risk)
-        for verdict in verdicts:
-            late = question_vetoes(verdict.claim, question) if verdict.supported else []
-            if late:
-                verdict.supported = False
-                verdict.vetoes = [*verdict.vetoes, *late]
+        _apply_question_vetoes(verdicts, question)
         return verdicts
 
     # ---- the decision ----------------------------------------------------------------------------------
@@ -353,12 +349,7 @@ class Grounder:
                                   split.skipped, split.cites)
         verdicts, timings = self.check_claims(checked, passages, risk)
         short_verdict = verdicts.pop() if statement else None
-        for verdict in verdicts:
-            # The question checks (saying the question back is no answer, however well the passages support it).
-            late = question_vetoes(verdict.claim, question) if verdict.supported else []
-            if late:
-                verdict.supported = False
-                verdict.vetoes = [*verdict.vetoes, *late]
+        _apply_question_vetoes(verdicts, question)
         base["model"] = self.scorer.model_name(risk)  # now naming the judge if checking the claims loaded it
         failing = [v.claim for v in verdicts if not v.supported]
         indexed = _served_sentences(split, verdicts, passages, answer)
@@ -448,6 +439,16 @@ class Grounder:
         if not kept:
             return False
         return max(kept) >= MIN_RELEVANCE and max(kept) >= MIN_RELEVANCE_KEPT * whole
+
+
+def _apply_question_vetoes(verdicts: list[ClaimVerdict], question: str) -> None:
+    """The question checks on supported claims: saying the question back is no answer, however well the
+    passages support it."""
+    for verdict in verdicts:
+        late = question_vetoes(verdict.claim, question) if verdict.supported else []
+        if late:
+            verdict.supported = False
+            verdict.vetoes = [*verdict.vetoes, *late]
 
 
 def _numbers_split(claim: str, passages: list[str]) -> bool:
