@@ -10,6 +10,8 @@ A backup folder holds generations and a ``CURRENT`` file naming the complete one
     DIR/backup-.../backup.json       format, when, backend, collections and point counts, every file's sha256
     DIR/backup-.../attest.sqlite     the state database (SQLite online backup API)
     DIR/backup-.../manifest.sqlite   the ingest manifest (same)
+    DIR/backup-.../state.pgdump      or, with ATTEST_DATABASE_URL=postgresql://..., the state database and the
+                                     manifest as one pg_dump (custom format: one snapshot of every table)
     DIR/backup-.../index/<name>/     the embedded shard's files, or points.jsonl exported from a Qdrant server
     DIR/backup-.../uploads/          uploaded files (and the staged files of jobs not yet run)
 
@@ -19,16 +21,22 @@ at any moment leaves ``CURRENT`` naming the previous, complete one. Older genera
 
 Consistency: the caller passes ``quiesce``, which the server implements by holding every collection's lock
 (an ingest job finishes the collection it is writing first; new jobs and deletes wait) and pausing the
-store's writes (semantic-cache entries wait); searches and answers go on meanwhile.
+store's writes (semantic-cache entries wait); searches and answers go on meanwhile. With the state in PostgreSQL
+those locks are also taken across workers (an advisory lock: ``api.jobs.CollectionLocks``). The state
+is then dumped by ``pg_dump`` inside that window: its snapshot and the index copy see the same documents (the
+manifest's rows are written by the ingest jobs the collection locks hold back); rows written meanwhile by
+answers (usage, query records) are in the dump or not, as in any live backup.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import threading
 import time
 import uuid
@@ -42,6 +50,7 @@ FORMAT = "attest-backup/1"
 CURRENT = "CURRENT"
 PARTIAL = ".partial-"
 STATE_FILES = ("attest.sqlite", "manifest.sqlite")
+STATE_DUMP = "state.pgdump"
 ADMIN_TOKEN = "admin.token"
 _ONE_AT_A_TIME = threading.Lock()  # two backups in one process would take each other's partial folder
 
@@ -114,16 +123,70 @@ def _copy_uploads(source: Path, target: Path, live_jobs: set[str]) -> None:
     shutil.copytree(source, target, ignore=ignore)
 
 
-def _live_jobs(database: Path) -> set[str]:
-    if not database.exists():
-        return set()
-    db = sqlite3.connect(str(database))
+def _live_jobs(url: str) -> set[str]:
+    """The ids of upload jobs not yet run, read from the state database at ``url`` (the copy just made)."""
+    from attest_db import Database
+
+    db = Database(url)
     try:
-        return {r[0] for r in db.execute("SELECT id FROM api_jobs WHERE status IN ('queued', 'running')")}
-    except sqlite3.OperationalError:  # no jobs table: nothing was ever uploaded
-        return set()
+        tables = db.one("SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'api_jobs'"
+                        if db.dialect == "postgresql" else
+                        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'api_jobs'")[0]
+        if not tables:  # nothing was ever uploaded
+            return set()
+        return {r[0] for r in db.all("SELECT id FROM api_jobs WHERE status IN ('queued', 'running')")}
     finally:
         db.close()
+
+
+# ---- PostgreSQL state: pg_dump and pg_restore ------------------------------------------------------------
+def _pg_tool(name: str) -> str:
+    """Debian's newest versioned binary (pg_dump must be at least as new as the server), else PATH's."""
+    def version(path: str) -> tuple:
+        number = Path(path).parts[-3]
+        return tuple(int(p) for p in number.split(".") if p.isdigit())
+
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=version)
+    tool = found[-1] if found else shutil.which(name)
+    if not tool:
+        raise BackupError(f"{name} is not installed: the state is in PostgreSQL, and attest backs it up with "
+                          f"PostgreSQL's own tools (Debian: apt-get install postgresql-client)")
+    return tool
+
+
+def _run_pg_tool(args: list[str], what: str, url: str) -> None:
+    from attest_db import redact
+
+    done = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PGCONNECT_TIMEOUT": "10"})
+    if done.returncode != 0:
+        detail = done.stderr.strip().replace(url, redact(url))[-800:]
+        raise BackupError(f"{what} of {redact(url)} failed (exit {done.returncode}): {detail}")
+
+
+def pg_dump(url: str, target: Path) -> None:
+    """One consistent snapshot of the whole database (pg_dump runs in one repeatable-read transaction)."""
+    _run_pg_tool([_pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "--file", str(target),
+                  "--dbname", url], "pg_dump", url)
+
+
+def _pg_tables(url: str) -> list[str]:
+    from attest_db import Database
+
+    db = Database(url)
+    try:
+        return [r[0] for r in db.all("SELECT table_name FROM information_schema.tables WHERE table_schema = "
+                                     "current_schema() ORDER BY table_name")]
+    finally:
+        db.close()
+
+
+def pg_restore(url: str, dump: Path, replace: bool) -> None:
+    """Load ``dump`` into the database at ``url`` in one transaction: an error changes nothing. ``replace``
+    drops the tables the dump holds first."""
+    args = [_pg_tool("pg_restore"), "--no-owner", "--no-privileges", "--single-transaction", "--exit-on-error"]
+    if replace:
+        args += ["--clean", "--if-exists"]
+    _run_pg_tool([*args, "--dbname", url, str(dump)], "pg_restore", url)
 
 
 # ---- backup -------------------------------------------------------------------------------------------
@@ -145,14 +208,15 @@ def _clean_partials(folder: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _check_state_location(settings) -> None:
-    """Backups copy the SQLite files of the data directory; state kept elsewhere is said plainly."""
+def _state_database(settings) -> str | None:
+    """The PostgreSQL URL the state lives in, or None for the data directory's SQLite files."""
+    from attest_db import is_postgres
+
     url = getattr(settings, "database_url", None)
     if not url:
-        return
-    if not url.startswith("sqlite"):
-        raise BackupError("the state is in PostgreSQL (ATTEST_DATABASE_URL): attest backup copies SQLite state "
-                          "only; back the database up with pg_dump, and the index with a Qdrant snapshot")
+        return None
+    if is_postgres(url):
+        return url
     raise BackupError(f"the state is in {url} (ATTEST_DATABASE_URL), not in the data directory: unset it to back "
                       f"up the data directory's attest.sqlite, or copy that file with the SQLite backup API")
 
@@ -168,7 +232,7 @@ def write_backup(settings, store, folder: Path, quiesce: Callable[[], ContextMan
 def _write_backup(settings, store, folder, quiesce, keep, progress) -> dict:
     folder = Path(folder).resolve()
     data_dir = Path(settings.data_dir).resolve()
-    _check_state_location(settings)
+    postgres = _state_database(settings)
     if folder == data_dir or data_dir in folder.parents:
         raise BackupError(f"the backup folder {folder} is inside the data directory {data_dir}: choose another")
     folder.mkdir(parents=True, exist_ok=True)
@@ -183,7 +247,10 @@ def _write_backup(settings, store, folder, quiesce, keep, progress) -> dict:
     with (quiesce or nullcontext)():
         with store.writes_paused():
             paused_at = time.monotonic()
-            for state in STATE_FILES:
+            if postgres:
+                progress("state pg_dump")
+                pg_dump(postgres, partial / STATE_DUMP)
+            for state in () if postgres else STATE_FILES:
                 source = data_dir / state
                 if source.exists():
                     progress(f"state {state}")
@@ -192,11 +259,12 @@ def _write_backup(settings, store, folder, quiesce, keep, progress) -> dict:
                 progress(f"index {collection}")
                 collections[collection] = store.backup_collection(collection, partial / "index" / collection)
             progress("uploads")
-            _copy_uploads(data_dir / "uploads", partial / "uploads", _live_jobs(partial / "attest.sqlite"))
+            _copy_uploads(data_dir / "uploads", partial / "uploads", 
+                          _live_jobs(postgres or f"sqlite:///{partial / 'attest.sqlite'}"))
             paused_s = time.monotonic() - paused_at
     progress("checksums")
     info = {"format": FORMAT, "name": name, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "backend": backend, "data_dir": str(data_dir), "collections": collections,
+            "backend": backend, "state": "postgresql" if postgres else "sqlite", "data_dir": str(data_dir), "collections": collections,
             "writes_paused_s": round(paused_s, 3), "files": _inventory(partial)}
     (partial / "backup.json").write_text(json.dumps(info, indent=2) + "\n")
     progress("fsync")
@@ -258,8 +326,10 @@ def restore_backup(settings, folder: Path, force: bool = False, store=None,
     renamed ``<data_dir>.before-restore-<time>``. Nothing is changed until the backup is verified."""
     from api.server_lock import find_running_server
 
+    from attest_db import redact
+
     progress = progress or (lambda _: None)
-    _check_state_location(settings)
+    postgres = _state_database(settings)
     generation, info = read_backup(folder)
     data_dir = Path(settings.data_dir).resolve()
     server = find_running_server(settings, probe=False)
@@ -270,10 +340,22 @@ def restore_backup(settings, folder: Path, force: bool = False, store=None,
         wanted = "a Qdrant server (set ATTEST_QDRANT_URL)" if info["backend"] == "qdrant-server" \
             else "the embedded index (unset ATTEST_QDRANT_URL)"
         raise BackupError(f"this backup holds a {info['backend']} index: restore it into {wanted}")
+    state_kind = info.get("state", "sqlite")
+    if (state_kind == "postgresql") != bool(postgres):
+        wanted = "a PostgreSQL database (set ATTEST_DATABASE_URL=postgresql://...)" if state_kind == "postgresql" \
+            else "the data directory's SQLite files (unset ATTEST_DATABASE_URL)"
+        raise BackupError(f"this backup holds {state_kind} state: restore it into {wanted}")
     present = _holds_state(data_dir)
     if present and not force:
         raise BackupError(f"{data_dir} already holds {', '.join(present)}: restore into a fresh data directory, "
                           f"or pass --force to keep the current one aside as {data_dir.name}.before-restore-<time>")
+    tables = _pg_tables(postgres) if postgres else []
+    if tables and not force:
+        raise BackupError(f"the database {redact(postgres)} already holds {len(tables)} table(s) "
+                          f"({', '.join(tables[:4])}{', ...' if len(tables) > 4 else ''}): restore into an empty "
+                          f"database, or pass --force to keep its contents aside as a pg_dump beside the data "
+                          f"directory ({data_dir.name}.before-restore-<time>.pgdump) and replace them")
+    stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = data_dir.parent / f".{data_dir.name}.restoring-{os.getpid()}"
@@ -299,8 +381,15 @@ def restore_backup(settings, folder: Path, force: bool = False, store=None,
             target.close()
     _fsync_tree(staging)
 
+    if postgres:  # before the data directory moves: a failed pg_restore changes nothing (one transaction)
+        if tables:
+            kept = data_dir.with_name(f"{data_dir.name}.before-restore-{stamp}.pgdump")
+            pg_dump(postgres, kept)
+            progress(f"kept the database's previous contents as {kept}")
+        progress(f"state pg_restore into {redact(postgres)}")
+        pg_restore(postgres, generation / STATE_DUMP, replace=bool(tables))
     if force and present:
-        aside = data_dir.with_name(f"{data_dir.name}.before-restore-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+        aside = data_dir.with_name(f"{data_dir.name}.before-restore-{stamp}")
         data_dir.rename(aside)
         progress(f"kept the previous data directory as {aside}")
     if data_dir.exists():  # only non-state entries are left (e.g. cache/models): they move along
@@ -326,7 +415,7 @@ def restore_backup(settings, folder: Path, force: bool = False, store=None,
         if restored.get(collection) != points:
             raise BackupError(f"collection {collection!r}: restored {restored.get(collection)} points, the backup "
                               f"holds {points}")
-    return {"backup": str(generation), "data_dir": str(data_dir), "collections": restored,
+    return {"backup": str(generation), "data_dir": str(data_dir), "collections": restored, "state": state_kind,
             "created_at": info["created_at"]}
 
 

@@ -39,6 +39,7 @@ def backup_command(
     A backup killed part-way leaves the previous one in the folder intact.
     """
     from api.backup import BackupError, ensure_admin_token, write_backup
+    from api.jobs import CollectionLocks
     from api.server_lock import find_running_server
     from retrieval.store import StoreLockedError, open_store
 
@@ -51,7 +52,10 @@ def backup_command(
         else:
             store = open_store(settings)
             try:
-                info = write_backup(settings, store, folder, keep=keep, progress=lambda s: _echo(f"backup: {s}"))
+                # with the state in PostgreSQL, workers elsewhere may be writing the index: hold them back too
+                locks = CollectionLocks(settings.database_url)
+                info = write_backup(settings, store, folder, quiesce=locks.hold_all, keep=keep,
+                                    progress=lambda s: _echo(f"backup: {s}"))
             finally:
                 store.close()
     except BackupError as exc:

@@ -19,6 +19,7 @@ import socket
 import threading
 import unicodedata
 import uuid
+import zlib
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
@@ -54,12 +55,22 @@ def sanitise_name(name: str) -> str:
 
 
 class CollectionLocks:
-    """One lock per collection: the job worker and document deletes never write a collection at once."""
+    """One lock per collection: the job worker and document deletes never write a collection at once.
 
-    def __init__(self):
+    With the state in PostgreSQL the workers are several processes: a writer then also holds a shared
+    advisory lock, and ``hold_all`` (a backup) the exclusive one, so a backup written by one worker waits for
+    every worker's writes in flight and holds back new ones. Each hold has its own connection: a worker
+    that dies lets go with it."""
+
+    ADVISORY_KEY = zlib.crc32(b"attest-index-writes")
+
+    def __init__(self, database_url: str | None = None):
+        from attest_db import is_postgres
+
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._barrier = threading.Lock()  # held by hold_all: no new collection lock is handed out meanwhile
+        self._database_url = database_url if database_url and is_postgres(database_url) else None
 
     def get(self, collection: str) -> threading.Lock:
         with self._guard:
@@ -76,7 +87,8 @@ class CollectionLocks:
         if not lock.acquire(timeout=timeout):
             raise TimeoutError(collection)
         try:
-            yield
+            with self._across_workers("pg_advisory_lock_shared", timeout, collection):
+                yield
         finally:
             lock.release()
 
@@ -93,11 +105,28 @@ class CollectionLocks:
                 if not lock.acquire(timeout=timeout):
                     raise TimeoutError("all collections")
                 held.append(lock)
-            yield
+            with self._across_workers("pg_advisory_lock", timeout, "all collections"):
+                yield
         finally:
             for lock in held:
                 lock.release()
             self._barrier.release()
+
+    @contextmanager
+    def _across_workers(self, function: str, timeout: float, what: str):
+        if self._database_url is None:
+            yield
+            return
+        import psycopg
+
+        with psycopg.connect(self._database_url, autocommit=True) as conn:
+            if timeout >= 0:
+                conn.execute(f"SET lock_timeout = {max(1, int(timeout * 1000))}")
+            try:
+                conn.execute(f"SELECT {function}(%s)", (self.ADVISORY_KEY,))
+            except psycopg.errors.LockNotAvailable:
+                raise TimeoutError(what) from None
+            yield  # the lock goes with the connection
 
 
 class _Tracker:

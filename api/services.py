@@ -52,7 +52,7 @@ class Services:
         store = store if store is not None else open_store(settings)
         encoder = encoder or get_dense_encoder()
         records = Records(settings.state_url)
-        locks = CollectionLocks()
+        locks = CollectionLocks(settings.database_url)
         reviews = ReviewDesk(settings, ReviewStore(settings.state_url), records=records, metrics=metrics)
         question = QuestionPath.build(settings, store, encoder, grounder=grounder, records=records, metrics=metrics,
                                       tracer=tracer, reviews=reviews)

@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,7 +135,7 @@ class FaultyOpenAI:
 
 # ---- the server under test ----------------------------------------------------------------------------------
 class Server:
-    def __init__(self, data_dir: Path, port: int, provider_url: str, log_path: Path):
+    def __init__(self, data_dir: Path, port: int, provider_url: str, log_path: Path, database_url: str | None):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = open(log_path, "a")
@@ -144,7 +145,8 @@ class Server:
                     "ATTEST_OPENAI_API_KEY": "sk-soak", "ATTEST_OPENAI_MODEL": "gpt-4o-mini",
                     "ATTEST_OPENAI_FIRST_TOKEN_TIMEOUT_S": str(FIRST_TOKEN_TIMEOUT_S),
                     "ATTEST_OPENAI_TOTAL_TIMEOUT_S": "10", "ATTEST_GROUNDING_JUDGE": "none",
-                    "ATTEST_GROUNDING_ANSWER_JUDGE_RISKS": "[]", "ATTEST_API_QUEUE_TIMEOUT_S": "15"}
+                    "ATTEST_GROUNDING_ANSWER_JUDGE_RISKS": "[]", "ATTEST_API_QUEUE_TIMEOUT_S": "15",
+                    **({"ATTEST_DATABASE_URL": database_url} if database_url else {})}
         self.process: subprocess.Popen | None = None
         self.starts = 0
 
@@ -286,12 +288,12 @@ def wait_for_jobs(url: str, job_ids: list[str], timeout_s: float) -> dict[str, d
     return final
 
 
-def audit_index(data_dir: Path, uploads: list, jobs: dict[str, dict]) -> dict:
+def audit_index(data_dir: Path, database_url: str | None, uploads: list, jobs: dict[str, dict]) -> dict:
     from attest_settings import Settings
     from ingest.manifest import Manifest
     from retrieval.store import EdgeStore
 
-    settings = Settings(data_dir=data_dir)
+    settings = Settings(data_dir=data_dir, database_url=database_url)
     store, manifest = EdgeStore(settings.edge_dir), Manifest(settings.manifest_url)
     try:
         points: dict[str, list] = {}
@@ -338,7 +340,19 @@ def main() -> int:
                         help="Provider faults per request: timeout, 429, 500.")
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--output", type=Path, help="Write the JSON report here.")
+    parser.add_argument("--postgres", action="store_true",
+                        help="Keep the state in a throw-away PostgreSQL (Debian's server binaries) instead of SQLite.")
     args = parser.parse_args()
+    with ExitStack() as stack:
+        database_url = None
+        if args.postgres:
+            from tests.pg_fixture import postgres_bin, running_postgres
+
+            database_url = stack.enter_context(running_postgres(postgres_bin())).new_database()
+        return soak(args, database_url)
+
+
+def soak(args, database_url: str | None) -> int:
     faults = {k: float(v) for k, v in (item.split("=") for item in args.faults.split(","))}
     rng = random.Random(args.seed)
 
@@ -348,8 +362,9 @@ def main() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = Server(work / "data", port, provider.url, work / "server.log")
-    print(f"soak: {args.minutes} min, {args.clients} clients, faults {faults}, work dir {work}", flush=True)
+    server = Server(work / "data", port, provider.url, work / "server.log", database_url)
+    print(f"soak: {args.minutes} min, {args.clients} clients, faults {faults}, work dir {work}, state in "
+          f"{'PostgreSQL' if database_url else 'SQLite'}", flush=True)
     restart_s = [server.start()]
     tally = Tally()
     begin = time.monotonic()
@@ -381,9 +396,9 @@ def main() -> int:
     accepted_jobs = [job for _, job, _ in tally.uploads if job]
     jobs = wait_for_jobs(server.url, accepted_jobs, 900)
     server.stop()
-    audit = audit_index(work / "data", tally.uploads, jobs)
+    audit = audit_index(work / "data", database_url, tally.uploads, jobs)
     report = {
-        "minutes": args.minutes, "clients": args.clients, "kills": kills,
+        "minutes": args.minutes, "state": "postgresql" if database_url else "sqlite", "clients": args.clients, "kills": kills,
         "restart_seconds": {"median": sorted(restart_s)[len(restart_s) // 2], "max": max(restart_s)},
         "provider_calls": dict(provider.counts),
         "responses": {f"{op} {status}": n for (op, status), n in sorted(tally.responses.items())},

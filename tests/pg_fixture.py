@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,14 +42,10 @@ class Postgres:
         return self.url(name)
 
 
-@pytest.fixture(scope="session")
-def postgres():
-    binaries = postgres_bin()
-    if binaries is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL's server binaries are not installed: .ci/run installs Debian's postgresql")
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-    pytest.importorskip("psycopg")
+@contextmanager
+def running_postgres(binaries: Path):
+    """A throw-away PostgreSQL cluster in a temporary folder (Unix socket only, fsync off), stopped and
+    removed on exit. Also used by ``benchmarks/soak.py --postgres``."""
     root = Path(tempfile.mkdtemp(prefix="attest-pg-"))
     as_user: list[str] = []
     if os.geteuid() == 0:  # initdb refuses root: the cluster belongs to the postgres user
@@ -70,6 +67,18 @@ def postgres():
         subprocess.run([*as_user, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    binaries = postgres_bin()
+    if binaries is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL's server binaries are not installed: .ci/run installs Debian's postgresql")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    pytest.importorskip("psycopg")
+    with running_postgres(binaries) as server:
+        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import DEMO, ROOT, make_settings, point_set, run_cli
+from tests.pg_fixture import postgres  # noqa: F401  (fixture)
 from tests.test_api_support import ServerThread, wait_until
 
 QUERIES = ["How long is the warranty on the camera body?", "battery charging time", "clean the lens"]
@@ -259,3 +260,86 @@ def test_a_qdrant_server_backup_is_a_full_export_that_restores_the_same_points_a
     # an embedded-index data directory cannot take a server export (and says what to set)
     with pytest.raises(Exception, match="ATTEST_QDRANT_URL"):
         restore_backup(make_settings(tmp_path / "other"), tmp_path / "backups")
+
+
+# ---- state in PostgreSQL -----------------------------------------------------------------------------------
+def _pg_state(url: str) -> dict:
+    from attest_db import Database
+
+    db = Database(url)
+    try:
+        return {"jobs": db.all("SELECT id, status, collection, files FROM api_jobs ORDER BY id"),
+                "keys": db.all("SELECT key_sha256, tenant, collections FROM api_keys ORDER BY key_sha256"),
+                "manifest": db.all("SELECT collection, doc_id, file_hash, chunk_ids FROM documents ORDER BY doc_id"),
+                "migrations": db.all("SELECT schema_name, version FROM attest_migrations ORDER BY 1, 2")}
+    finally:
+        db.close()
+
+
+def test_with_postgresql_state_the_backup_dumps_the_database_and_restores_it_with_the_index(tmp_path, encoder,
+                                                                                        postgres):
+    """ATTEST_DATABASE_URL=postgresql://...: the backup holds a pg_dump taken while index writes are paused;
+    restore loads it into an empty database (refusing one that holds tables unless --force, which keeps their
+    previous contents aside as a dump) beside the same index, and a queued job's staged upload comes along."""
+    from datetime import datetime, timezone
+
+    from api.auth import add_key
+    from api.backup import BackupError, read_backup, restore_backup, write_backup
+    from api.records import Records
+    from ingest.manifest import Manifest
+    from ingest.pipeline import Ingester
+    from retrieval.search import Retriever
+    from retrieval.store import EdgeStore
+
+    settings = make_settings(tmp_path / "live", database_url=postgres.new_database())
+    store = EdgeStore(settings.edge_dir)
+    manifest = Manifest(settings.manifest_url)
+    Ingester(settings, store, manifest, encoder).run([_copy_docs(tmp_path / "docs", DOCS)])
+    manifest.close()
+    add_key(settings.state_url, "acme", ["default"])
+    records = Records(settings.state_url)
+    staged = settings.data_dir / "uploads" / "acme" / "default" / ".incoming"
+    for job_id, status in (("job_queued", "queued"), ("job_done", "succeeded")):
+        records.save_job({"id": job_id, "tenant": "acme", "collection": "default", "status": status,
+                          "created_at": datetime.now(timezone.utc).isoformat(), "files": []})
+        (staged / job_id).mkdir(parents=True)
+        (staged / job_id / "notes.md").write_text(f"staged for {job_id}\n")
+    records.close()
+    expected_points, expected_hits = point_set(store), _hits(Retriever(settings, store, encoder))
+    expected_state = _pg_state(settings.database_url)
+    assert len(expected_state["manifest"]) == len(DOCS) and len(expected_state["jobs"]) == 2
+
+    info = write_backup(settings, store, tmp_path / "backups")
+    store.close()
+    generation, described = read_backup(tmp_path / "backups")
+    assert described["state"] == "postgresql" and "state.pgdump" in described["files"]
+    assert not (generation / "attest.sqlite").exists() and not (generation / "manifest.sqlite").exists()
+    assert info["collections"] == {"default": len(expected_points)}
+    # the staged files of a job not yet run are kept; those of a finished job are not
+    assert (generation / "uploads/acme/default/.incoming/job_queued/notes.md").is_file()
+    assert not (generation / "uploads/acme/default/.incoming/job_done").exists()
+
+    # a backup of PostgreSQL state goes back into PostgreSQL (and says what to set)
+    with pytest.raises(BackupError, match="ATTEST_DATABASE_URL"):
+        restore_backup(make_settings(tmp_path / "sqlite-dir"), tmp_path / "backups")
+
+    fresh = make_settings(tmp_path / "restored", database_url=postgres.new_database())
+    result = restore_backup(fresh, tmp_path / "backups")
+    assert result["state"] == "postgresql" and result["collections"] == {"default": len(expected_points)}
+    assert _pg_state(fresh.database_url) == expected_state
+    restored = EdgeStore(fresh.edge_dir)
+    try:
+        assert point_set(restored) == expected_points
+        assert _hits(Retriever(fresh, restored, encoder)) == expected_hits
+    finally:
+        restored.close()
+
+    # a database that holds tables is refused; --force dumps what it held beside the data directory first
+    other = make_settings(tmp_path / "other", database_url=fresh.database_url)
+    with pytest.raises(BackupError, match="already holds .* table"):
+        restore_backup(other, tmp_path / "backups")
+    add_key(fresh.state_url, "later", ["default"])  # a change after the restore, kept aside by --force
+    restore_backup(other, tmp_path / "backups", force=True)
+    assert _pg_state(fresh.database_url) == expected_state
+    kept = list(tmp_path.glob("other.before-restore-*.pgdump"))
+    assert len(kept) == 1 and kept[0].stat().st_size > 0

@@ -335,18 +335,42 @@ def test_attest_serve_with_two_workers_shares_the_state_and_runs_a_job_once(post
     assert find_running_server(settings) is None
 
 
-def test_backup_says_plainly_that_postgresql_state_is_backed_up_with_pg_dump(postgres, tmp_path):
-    from api.backup import BackupError, write_backup
-    from retrieval.store import EdgeStore
+def test_a_backup_in_one_worker_waits_for_and_holds_back_the_index_writes_of_every_worker(postgres):
+    """Two workers = two CollectionLocks on one PostgreSQL (each hold has its own connection, as in two
+    processes): a backup's hold_all waits while another worker writes a collection, and a writer waits while a
+    backup holds them all."""
+    import threading
 
-    settings = make_settings(tmp_path / "data", database_url=postgres.new_database())
-    store = EdgeStore(settings.edge_dir)
-    try:
-        with pytest.raises(BackupError, match="pg_dump"):
-            write_backup(settings, store, tmp_path / "backups")
-    finally:
-        store.close()
-    assert not (tmp_path / "backups").exists()
+    from api.jobs import CollectionLocks
+
+    url = postgres.new_database()
+    writer, backup = CollectionLocks(url), CollectionLocks(url)
+    with writer.hold("acme"):
+        with pytest.raises(TimeoutError):
+            with backup.hold_all(timeout=0.3):
+                pass
+        with writer.hold("globex"), CollectionLocks(url).hold("acme"):  # writers do not hold each other back
+            pass
+    with backup.hold_all(timeout=5):
+        with pytest.raises(TimeoutError):
+            with writer.hold("acme", timeout=0.3):
+                pass
+        waited = threading.Event()
+
+        def write():
+            with writer.hold("acme"):  # no timeout: it waits for the backup to end
+                waited.set()
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        assert not waited.wait(0.5)
+    thread.join(10)
+    assert waited.is_set()
+    # SQLite state (one process): the in-process locks alone, no database involved
+    local = CollectionLocks(None)
+    with local.hold("acme"), pytest.raises(TimeoutError):
+        with local.hold_all(timeout=0.2):
+            pass
 
 
 def test_a_job_lost_by_a_worker_on_another_host_is_taken_once_its_lease_runs_out(state_url, tmp_path, encoder,
