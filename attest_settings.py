@@ -21,6 +21,8 @@ from pydantic_settings import (
 # The risk levels a question may be asked at, named once: the HTTP schema and the CLI options take them
 # from here, and grounding's calibration holds one threshold for each.
 Risk = Literal["low", "high"]
+# Which GGUF file the local provider loads: the packaged one, or it requantized once (answer/models.py).
+LocalWeights = Literal["shipped", "q8_0"]
 
 
 class ModelPrice(BaseModel):
@@ -90,6 +92,7 @@ class LocalSettings(ProviderSettings):
     strong_model: str
     threads: int
     ctx: int
+    weights: LocalWeights
 
 
 # How to ask an OpenAI-compatible endpoint for JSON (answer/providers/openai.py).
@@ -182,6 +185,8 @@ class Settings(BaseSettings):
     local_strong_model: str = "qwen2.5-coder-1.5b"
     # Where assembled GGUF files go; default <data_dir>/cache/models. Share one folder between data dirs.
     model_cache_dir: Path | None = None
+    # "shipped": the packaged Q4_K_M file; "q8_0": it requantized once by llama.cpp (benchmarks/llama_settings.py).
+    local_weights: LocalWeights = "q8_0"
     local_threads: int = Field(default=2, ge=1)
     local_ctx: int = Field(default=4096, ge=1024)
     # A 2-core CPU needs seconds of prefill before the first token: local limits are wider than remote ones.
@@ -213,9 +218,10 @@ class Settings(BaseSettings):
     answer_retry_prompt: str = "answer-simple@2"
     answer_passages: int = Field(default=5, ge=1, le=20)
     answer_max_tokens: int = Field(default=400, ge=32, le=4096)
-    # Sentences of each passage the model reads (the best matches to the question, plus the sentence a kept
-    # one refers back to): answer/condense.py. 0 shows whole passages.
-    answer_condense_sentences: int = Field(default=0, ge=0, le=50)
+    # Sentences of each passage the model reads on the simple route (the best matches to the question, plus
+    # the sentence a kept one refers back to): answer/condense.py. 0 shows whole passages. 3: first token
+    # 0.37x on the demo questions, answers served 18/25 vs 16/25 (README, issue 14).
+    answer_condense_sentences: int = Field(default=3, ge=0, le=50)
     # When the fast model declines, or its answer fails verification, ask the strong model (the complex
     # route's) once: grounding's one regeneration is then the strong model's (api/question.py).
     answer_escalate: bool = False
@@ -336,6 +342,8 @@ class Settings(BaseSettings):
     # answer). Off: a failing short answer is only left out, and the sentences decide alone.
     grounding_short_answer_decides: bool = True
     # Risk low, streaming: verify the first sentence while the model writes the rest (a "verified" event).
+    # Only where generation leaves a CPU core free (a remote provider, or more cores than local_threads):
+    # beside the local model on 2 cores it slows both and never finishes first.
     grounding_stream_verified: bool = True
 
     def provider_settings(self, name: str) -> ProviderSettings:

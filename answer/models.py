@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,51 @@ _assembly_lock = threading.Lock()
 _verified: dict[Path, tuple[int, int]] = {}
 
 
-def ensure_model_file(name: str, models_dir: Path) -> Path:
-    """The verified GGUF for ``name`` under ``models_dir``, assembling it from its parts the first time."""
+# Quantizations the shipped weights can be converted to once, by llama.cpp's own quantizer (see
+# ensure_model_file): Q8_0 holds every Q4_K_M value almost exactly and has faster CPU prefill kernels.
+REQUANTIZE = ("q8_0",)
+
+
+def ensure_model_file(name: str, models_dir: Path, weights: str = "shipped") -> Path:
+    """The verified GGUF for ``name`` under ``models_dir``, assembling it from its parts the first time.
+    ``weights="q8_0"``: that file requantized to Q8_0 beside it, once (made from the verified file by
+    llama.cpp, written under a temporary name and renamed, so a killed run leaves no half file)."""
+    shipped = _ensure_shipped(name, models_dir)
+    if weights == "shipped":
+        return shipped
+    if weights not in REQUANTIZE:
+        raise ModelWeightsError(f"unknown local weights {weights!r}: use 'shipped' or one of {', '.join(REQUANTIZE)}")
+    return _requantized(shipped, weights)
+
+
+def _requantized(source: Path, quant: str) -> Path:
+    import ctypes
+
+    import llama_cpp
+
+    target = source.with_name(f"{source.stem}.{quant}.gguf")
+    with _assembly_lock:
+        if target.exists():
+            return target
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = {"q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}[quant]
+        params.allow_requantize = True  # the shipped file is already quantized (Q4_K_M)
+        partial = target.with_suffix(f".partial-{os.getpid()}")
+        log.info("requantizing %s to %s (once, about half a minute)", source.name, quant)
+        llama_log = logging.getLogger("llama-cpp-python")  # llama.cpp prints a line per tensor below ERROR
+        level = llama_log.level
+        llama_log.setLevel(logging.ERROR)
+        try:
+            if llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), ctypes.byref(params)):
+                raise ModelWeightsError(f"llama.cpp could not requantize {source.name} to {quant}")
+            os.replace(partial, target)
+        finally:
+            llama_log.setLevel(level)
+            partial.unlink(missing_ok=True)
+        return target
+
+
+def _ensure_shipped(name: str, models_dir: Path) -> Path:
     spec = get_spec(name)
     target = Path(models_dir) / f"{spec.name}.gguf"
     with _assembly_lock:

@@ -7,7 +7,7 @@
 Order of a request:
 1. semantic cache (a hit costs no model call);
 2. router: simple / complex / out-of-scope (out-of-scope declines without a model call);
-3. the passages cut to the sentences that matter for the question (answer/condense.py), when configured;
+3. a simple question's passages cut to the sentences that matter for it (answer/condense.py);
 4. the chain: for each configured provider, the route's model with the main prompt, then once more with the
    simplified prompt when the output was unusable; skip providers whose circuit breaker is open; check the
    token budgets before every call; validate every output (citations must point at given passages);
@@ -141,7 +141,10 @@ class AnswerPipeline:
                                   answer=ModelAnswer(answerable=False, sentences=[]),
                                   notice=f"Not answered by a model: {decision.reasons[0]}.")
 
-        if self.settings.answer_condense_sentences:
+        # One fact asked: its passages cut to the sentences that match it. A complex question asks several,
+        # each with its own evidence: whole passages (demo golden, 13 complex questions: 11 served whole, 8
+        # condensed to 3 sentences).
+        if self.settings.answer_condense_sentences and decision.route is Route.SIMPLE:
             t = time.perf_counter()
             request.vector = request.vector or question_vector or self.embed(question)
             request.views = condensed_views(question, request.vector, request.passages, self.encoder,

@@ -139,6 +139,9 @@ _ASKS = [
     ("person", re.compile(r"^\W*(?:\w+\W+){0,2}?(?:who|whom|whose)\b", re.I)),
     ("place", re.compile(r"^\W*(?:\w+\W+){0,2}?where\b", re.I)),
 ]
+# A quantity question about a price ("How much does a spare battery cost?"): the answer is an amount of money,
+# not any number ("10 seconds").
+_ASKS_MONEY = re.compile(r"\b(?:costs?|price[sd]?|fees?|pay|paid|charged?\s+for)\b", re.I)
 # Words that say when without a number: a month or season ("in March"; "may" is left out, a verb too), or a
 # time relative to an event ("on the day of purchase", "after registration", "within a week").
 _TIME_WORDS = re.compile(r"\b(?:january|february|march|april|june|july|august|september|october|november|"
@@ -508,6 +511,8 @@ def _supplies(claim: Parsed, question: Parsed) -> bool:
         return True
     new_numbers = bool(_any_numbers(claim) - _any_numbers(question))
     if kind == "quantity":
+        if _ASKS_MONEY.search(question.text):
+            return any(q.kind == "money" and q.value not in question.numbers for q in claim.quantities)
         return new_numbers
     if kind == "time":
         times = {m.lower() for m in _TIME_WORDS.findall(claim.text)}
@@ -616,10 +621,15 @@ def answers_what_is_asked(question: str, claims: Sequence[str]) -> bool:
 
 
 def short_answer_supplies(question: str, short_answer: str) -> bool:
-    """A short answer ("Osaka", "24 months", "Dec 2, 2022") is of the kind the question asks for. It is read
-    inside a carrier sentence: a capitalised first word of a sentence is not taken for a name, and a short
-    answer is all first word."""
-    return _supplies(parse(f"It is {short_answer}."), parse(question))
+    """A short answer ("Osaka", "24 months", "Dec 2, 2022") is of the kind the question asks for, and names
+    something the question does not ("Halden K2" answers nothing about the Halden K2's colours; an either/or
+    question's answer repeats one of its options, so it is exempt). It is read inside a carrier sentence: a
+    capitalised first word of a sentence is not taken for a name, and a short answer is all first word."""
+    short, asked = parse(f"It is {short_answer}."), parse(question)
+    names_new = bool(short.words - asked.words) or bool(_any_numbers(short) - _any_numbers(asked))
+    if not names_new and not re.search(r"\bor\b", question, re.I):
+        return False
+    return _supplies(short, asked)
 
 
 def contained(signals: dict) -> bool:

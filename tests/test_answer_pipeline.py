@@ -269,6 +269,45 @@ def test_local_model_answers_a_demo_question_with_valid_citations(pipeline_for, 
     assert row["prompt_tokens"] == result.tokens.prompt and row["cost_usd"] == 0.0
 
 
+def test_q8_0_weights_are_made_once_from_the_verified_file_and_answer_the_same_question(model_dir, pipeline_for,
+                                                                                     hits_for):
+    """ATTEST_LOCAL_WEIGHTS=q8_0: llama.cpp requantizes the shipped Q4_K_M file once, beside it; the model
+    loaded from it answers the quick-start question from the same passage."""
+    from llama_cpp import Llama
+
+    from answer.models import ModelWeightsError, ensure_model_file
+
+    path = ensure_model_file(FAST_MODEL, model_dir, "q8_0")
+    assert path.name == f"{FAST_MODEL}.q8_0.gguf" and path.parent == model_dir
+    assert not list(model_dir.glob("*.partial-*"))
+    metadata = Llama(model_path=str(path), vocab_only=True, verbose=False).metadata
+    assert metadata["general.file_type"] == "7", metadata.get("general.file_type")  # LLAMA_FTYPE_MOSTLY_Q8_0
+    made = path.stat().st_mtime_ns
+    assert ensure_model_file(FAST_MODEL, model_dir, "q8_0").stat().st_mtime_ns == made, "made once"
+    with pytest.raises(ModelWeightsError, match="shipped"):
+        ensure_model_file(FAST_MODEL, model_dir, "q2_k")
+
+    pipeline = pipeline_for(answer_providers=["local"], local_weights="q8_0")
+    result = pipeline.answer(QUICK_START, hits_for(QUICK_START))
+    assert result.status == "answered", result.attempts
+    assert "manual/getting-started.md" in {c.doc_id for c in result.citations}
+    assert "German" in result.answer and "Spanish" in result.answer
+
+
+def test_a_simple_question_reads_condensed_passages_and_a_complex_one_reads_them_whole(pipeline_for, hits_for,
+                                                                                     fake_llm):
+    complex_question = "How long is the warranty on the K2 body, and how long is it on HL lenses?"
+    pipeline = pipeline_for(answer_providers=["openai"], answer_condense_sentences=3)
+    simple = pipeline.answer(WARRANTY, hits_for(WARRANTY))
+    compound = pipeline.answer(complex_question, hits_for(complex_question))
+    assert (simple.route, compound.route) == ("simple", "complex")
+    assert "condense_ms" in simple.timings_ms and "condense_ms" not in compound.timings_ms
+    simple_prompt, compound_prompt = (body["messages"][-1]["content"] for body in fake_llm.calls("openai"))
+    assert " ... " in simple_prompt or "...\n" in simple_prompt
+    assert len(simple_prompt) < len(compound_prompt)
+    assert simple.citations and {c.chunk_id for c in simple.citations} <= {h.id for h in hits_for(WARRANTY)}
+
+
 def test_an_unanswerable_question_is_declined_by_the_model_or_withheld_by_grounding(pipeline_for, hits_for, encoder):
     """No document dates firmware 3.0. answer@1 with the 0.5B declined it; answer@3 answers with the date the
     passages give another firmware ("... released on 5 November 2024"). The answer stage cannot tell; the

@@ -186,11 +186,29 @@ def test_deterministic_signals_run_the_checks_whose_inputs_are_given():
     ("Where is the service centre?", "The service centre is in Oslo.", True),
     ("What battery does the Halden K2 use?", "It charges over USB-C.", True),  # open question: no kind asked
     ("Is the K2 weather sealed or not?", "It is sealed.", True),
+    ("How much does a spare battery for the K2 cost?", "A spare battery costs 10 seconds.", False),  # no price
+    ("How much does a spare battery for the K2 cost?", "A spare battery costs EUR 59.", True),
+    ("What is the price of Care+?", "Care+ is priced at 79 euros.", True),
 ])
 def test_an_answer_must_name_what_its_question_asks_for(question, claim, supplies):
     from grounding.checks import answers_what_is_asked
 
     assert answers_what_is_asked(question, [claim]) is supplies
+
+
+@pytest.mark.parametrize("question, short, supplies", [
+    ("What body colors is the Halden K2 available in?", "Halden K2", False),  # names only what was asked about
+    ("What body colors is the Halden K2 available in?", "black and silver", True),
+    ("Which is older, the K1 or the K2?", "the K1", True),  # either/or: the answer is one of the options
+    ("How much does a spare battery for the K2 cost?", "10 seconds", False),
+    ("How much does a spare battery for the K2 cost?", "$59", True),
+    ("How long is the warranty on the K2?", "24 months", True),
+    ("Who is the Data Protection Officer?", "the data protection officer", False),
+])
+def test_a_short_answer_names_something_new_of_the_kind_asked(question, short, supplies):
+    from grounding.checks import short_answer_supplies
+
+    assert short_answer_supplies(question, short) is supplies
 
 
 def test_quantities_are_parsed_once_into_value_unit_and_kind():

@@ -49,15 +49,17 @@ def _close_models() -> None:
         _models.clear()
 
 
-def load_model(name: str, models_dir: Path, n_ctx: int = 4096, n_threads: int = 2) -> LoadedModel:
+def load_model(name: str, models_dir: Path, n_ctx: int = 4096, n_threads: int = 2,
+               weights: str = "shipped") -> LoadedModel:
     """The process-wide instance of ``name``, assembling and verifying its weights the first time."""
     with _models_lock:
         if not _models:
             atexit.register(_close_models)
-        if name not in _models:
-            path = ensure_model_file(name, models_dir)
-            _models[name] = LoadedModel(name, path, n_ctx, n_threads)
-        return _models[name]
+        key = name if weights == "shipped" else f"{name}.{weights}"
+        if key not in _models:
+            path = ensure_model_file(name, models_dir, weights)
+            _models[key] = LoadedModel(name, path, n_ctx, n_threads)
+        return _models[key]
 
 
 class LocalProvider:
@@ -76,7 +78,8 @@ class LocalProvider:
 
     def _model(self, model: str) -> LoadedModel:
         try:
-            return load_model(model, self.settings.models_dir, self.config.ctx, self.config.threads)
+            return load_model(model, self.settings.models_dir, self.config.ctx, self.config.threads,
+                              self.config.weights)
         except ModelWeightsError as exc:
             raise Unavailable(str(exc), self.name) from exc
 
