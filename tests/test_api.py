@@ -2,18 +2,21 @@
 embedded store in a temporary folder and the packaged 0.5B local model through the answer pipeline.
 
 Keys: ``acme`` reads and writes collection ``acme``; ``globex`` owns ``globex``; ``acme-reader`` may only
-read ``acme``. The demo manual's Markdown files are uploaded once (with a corrupt PDF among them)."""
+read ``acme``. The demo manual's Markdown files are uploaded once (with a corrupt PDF among them).
+
+The server runs twice: with its state (keys, jobs, records, feedback, usage, manifest) in SQLite, and in a real
+PostgreSQL (``tests/pg_fixture.py``). Tests of the model's own behaviour (streams, `attest ask`) run once."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import DEMO, make_settings
+from tests.pg_fixture import postgres  # noqa: F401  (fixture)
 from tests.test_api_support import ServerThread, is_problem, metric_value, sse_events, wait_until
 
 FAST_MODEL = "qwen2.5-coder-0.5b"
@@ -30,23 +33,31 @@ UPLOADED = ["manual/battery-and-power.md", "manual/getting-started.md", "policie
 
 
 # ---- session fixtures ---------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def api(tmp_path_factory, encoder):
-    """One server for the module's tests: (base url, settings, app)."""
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def api(request, tmp_path_factory, encoder):
+    """One server per state database for the module's tests: (base url, settings, app)."""
     from answer.models import ensure_model_file
     from api.app import create_app
     from api.services import Services
 
     models = tmp_path_factory.mktemp("api-models")
     ensure_model_file(FAST_MODEL, models)
+    database_url = request.getfixturevalue("postgres").new_database() if request.param == "postgresql" else None
     settings = make_settings(
-        tmp_path_factory.mktemp("api-data"), api_keys=KEYS, model_cache_dir=models, local_model=FAST_MODEL,
+        tmp_path_factory.mktemp("api-data"), database_url=database_url, api_keys=KEYS, model_cache_dir=models, local_model=FAST_MODEL,
         answer_passages=3, api_max_body_kb=16, api_max_question_chars=500, api_max_top_k=10,
         api_max_upload_mb=0.2, local_first_token_timeout_s=120, local_total_timeout_s=240)
     services = Services.build(settings, encoder=encoder)
     app = create_app(settings, services=services, configure_logs=False)
     with ServerThread(app) as server:
         yield server.url, settings, app
+
+
+@pytest.fixture
+def once(api):
+    """For tests of the model's behaviour, which the state database does not change: the SQLite run only."""
+    if api[1].database_url:
+        pytest.skip("asserts the model's behaviour: run once, on the server with SQLite state")
 
 
 @pytest.fixture(scope="session")
@@ -300,15 +311,20 @@ def _only_supported_claims_are_served(body: dict) -> None:
 
 
 def test_feedback_is_stored_with_the_question_answer_sources_and_verdicts(client, api, answered):
+    from attest_db import Database
+
     _, settings, _ = api
     request_id = answered.json()["request_id"]
     is_problem(client.post("/v1/feedback", json={"request_id": request_id, "rating": "down"}, headers=GLOBEX), 404)
     stored = client.post("/v1/feedback", json={"request_id": request_id, "rating": "down",
                                                "correction": "About 2 hours 30 minutes."}, headers=ACME)
     assert stored.status_code == 201, stored.text
-    with sqlite3.connect(settings.database_path) as db:
-        row = db.execute("SELECT question, answer, correction, sources, verdicts, tenant FROM feedback "
-                         "WHERE request_id = ?", (request_id,)).fetchone()
+    db = Database(settings.state_url)
+    try:
+        row = db.one("SELECT question, answer, correction, sources, verdicts, tenant FROM feedback "
+                     "WHERE request_id = ?", (request_id,))
+    finally:
+        db.close()
     question, answer, correction, sources, verdicts, tenant = row
     assert "USB PD" in question and answer == answered.json()["answer"]
     assert correction == "About 2 hours 30 minutes." and tenant == "acme"
@@ -335,7 +351,7 @@ def _stream(client, question: str, risk: str):
         return list(sse_events(response))
 
 
-def test_low_risk_stream_sends_tokens_then_verdicts_then_final(client, acme_upload):
+def test_low_risk_stream_sends_tokens_then_verdicts_then_final(client, acme_upload, once):
     events = _stream(client, "What does Halden Care+ cover?", "low")
     names = [name for name, _ in events]
     assert names[0] == "retrieval" and names[-1] == "final", names
@@ -360,7 +376,7 @@ def test_low_risk_stream_sends_tokens_then_verdicts_then_final(client, acme_uplo
     assert "retracted" in final and final["request_id"] == events[0][1]["request_id"]
 
 
-def test_high_risk_stream_sends_only_verified_text_after_the_verdicts(client, acme_upload):
+def test_high_risk_stream_sends_only_verified_text_after_the_verdicts(client, acme_upload, once):
     events = _stream(client, "Which adapter charges the K2 fastest?", "high")
     names = [name for name, _ in events]
     assert names[0] == "retrieval" and names[-1] == "final", names
@@ -379,7 +395,7 @@ def test_high_risk_stream_sends_only_verified_text_after_the_verdicts(client, ac
     _only_supported_claims_are_served(final)
 
 
-def test_a_client_disconnect_cancels_generation(client, api, acme_upload):
+def test_a_client_disconnect_cancels_generation(client, api, acme_upload, once):
     url, _, _ = api
     before = metric_value(client.get("/metrics").text, "attest_generations_cancelled_total")
     with httpx.Client(base_url=url, timeout=300) as own:
@@ -413,6 +429,8 @@ def cli_data(tmp_path_factory, api):
     from tests.conftest import run_cli
 
     _, settings, _ = api
+    if settings.database_url:  # `attest ask` keeps its own state in its own data folder (SQLite)
+        pytest.skip("asserts the model's behaviour: run once, beside the server with SQLite state")
     data = tmp_path_factory.mktemp("ask-data")
     run_cli("ingest", str(DEMO / "policies" / "warranty.pdf"), str(DEMO / "manual" / "battery-and-power.md"),
             str(DEMO / "manual" / "getting-started.md"), data_dir=data)
