@@ -219,9 +219,9 @@ class Settings(BaseSettings):
     answer_passages: int = Field(default=5, ge=1, le=20)
     answer_max_tokens: int = Field(default=400, ge=32, le=4096)
     # Sentences of each passage the model reads on the simple route (the best matches to the question, plus
-    # the sentence a kept one refers back to): answer/condense.py. 0 shows whole passages. 3: first token
-    # 0.37x on the demo questions, answers served 18/25 vs 16/25 (README, issue 14).
-    answer_condense_sentences: int = Field(default=3, ge=0, le=50)
+    # the sentence a kept one refers back to): answer/condense.py. 0 shows whole passages. 5: golden-ci as
+    # before but citation precision 0.78 -> 0.87; 3 was faster still but lost answers (README, issue 14).
+    answer_condense_sentences: int = Field(default=5, ge=0, le=50)
     # When the fast model declines, or its answer fails verification, ask the strong model (the complex
     # route's) once: grounding's one regeneration is then the strong model's (api/question.py).
     answer_escalate: bool = False
