@@ -383,7 +383,7 @@ class QuestionPath:
     def _early_check_fits(self, providers) -> bool:
         """The first sentence is verified beside generation only where generation leaves a core free: on 2
         cores with the local model the two halve each other's speed and the check never finishes first
-        (benchmarks/answers_dev.py on the demo golden set: p50 15.2 s with it, 9.9 s without; 0 of 50
+        (benchmarks/answers_dev.py on the demo golden set: p50 15.2 s with it, 11.2 s without; 0 of 50
         answers had a verified sentence before the end)."""
         return self.settings.grounding_stream_verified and _cores_left_by(self.settings, providers) >= 1
 
