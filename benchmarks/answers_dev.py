@@ -122,7 +122,9 @@ def free_port() -> int:
 
 def serve(data_dir: Path, port: int, env_extra: dict) -> subprocess.Popen:
     env = {**os.environ, "ATTEST_DATA_DIR": str(data_dir), "ATTEST_API_AUTH_MODE": "open",
-           "ATTEST_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **env_extra}
+           "ATTEST_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           # a reused data folder keeps its usage ledger: the day's token budget would refuse later runs
+           "ATTEST_BUDGET_KEY_DAILY_TOKENS": "0", "ATTEST_BUDGET_ORG_MONTHLY_TOKENS": "0", **env_extra}
     return subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], cwd=ROOT, env=env)
 
 
