@@ -219,9 +219,10 @@ class Settings(BaseSettings):
     answer_passages: int = Field(default=5, ge=1, le=20)
     answer_max_tokens: int = Field(default=400, ge=32, le=4096)
     # Sentences of each passage the model reads on the simple route (the best matches to the question, plus
-    # the sentence a kept one refers back to): answer/condense.py. 0 shows whole passages. 5: golden-ci as
-    # before but citation precision 0.78 -> 0.87; 3 was faster still but lost answers (README, issue 14).
-    answer_condense_sentences: int = Field(default=5, ge=0, le=50)
+    # the sentence a kept one refers back to): answer/condense.py. 0 shows whole passages (default). 5: golden-ci
+    # citation precision 0.78 -> 0.87 and p50 0.68x, but the demo's unanswerable questions declined 5/12 vs
+    # 7/12 whole: off until a larger decline set says otherwise (README, issue 14).
+    answer_condense_sentences: int = Field(default=0, ge=0, le=50)
     # When the fast model declines, or its answer fails verification, ask the strong model (the complex
     # route's) once: grounding's one regeneration is then the strong model's (api/question.py).
     answer_escalate: bool = False
