@@ -357,9 +357,9 @@ def test_low_risk_stream_sends_tokens_then_verdicts_then_final(client, acme_uplo
     assert names[0] == "retrieval" and names[-1] == "final", names
     assert "error" not in names
     final = events[-1][1]
-    # Every sentence the 0.5B writes about Care+ is in the plan's document: served as written.
-    assert final["decision"] == "served" and final["claims"], final
-    assert all(c["verdict"] == "supported" for c in final["claims"])
+    # What the 0.5B writes about Care+ is served as written, or with its unsupported sentences retracted.
+    assert final["decision"] in ("served", "repaired") and final["claims"], final
+    _only_supported_claims_are_served(final)
     tokens = [i for i, n in enumerate(names) if n == "token"]
     claims = [i for i, n in enumerate(names) if n == "claim"]
     if final["status"] == "answered":
