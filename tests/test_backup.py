@@ -46,6 +46,19 @@ def _state_rows(data_dir: Path) -> dict:
                               "SELECT collection, doc_id, file_hash, chunk_ids FROM documents ORDER BY doc_id")}
 
 
+def _assert_index_is(settings, encoder, points: dict, hits: dict) -> None:
+    """The restored embedded index holds exactly ``points`` and answers the searches with ``hits``."""
+    from retrieval.search import Retriever
+    from retrieval.store import EdgeStore
+
+    store = EdgeStore(settings.edge_dir)
+    try:
+        assert point_set(store) == points
+        assert _hits(Retriever(settings, store, encoder)) == hits
+    finally:
+        store.close()
+
+
 def _copy_docs(target: Path, names: list[str]) -> Path:
     for name in names:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
@@ -127,12 +140,7 @@ def test_backup_while_serving_then_restore_gives_the_same_points_answers_and_sta
     fresh = make_settings(tmp_path / "restored")
     restored = run_cli("restore", str(tmp_path / "backups"), "--json", data_dir=fresh.data_dir)
     assert json.loads(restored.stdout)["collections"] == {"default": len(expected_points)}
-    store = EdgeStore(fresh.edge_dir)
-    try:
-        assert point_set(store) == expected_points
-        assert _hits(Retriever(fresh, store, encoder)) == expected_hits
-    finally:
-        store.close()
+    _assert_index_is(fresh, encoder, expected_points, expected_hits)
     assert _state_rows(fresh.data_dir) == expected_state
     assert (fresh.data_dir / "uploads").is_dir() and list((fresh.data_dir / "uploads").rglob("faq.md"))
 
@@ -327,12 +335,7 @@ def test_with_postgresql_state_the_backup_dumps_the_database_and_restores_it_wit
     result = restore_backup(fresh, tmp_path / "backups")
     assert result["state"] == "postgresql" and result["collections"] == {"default": len(expected_points)}
     assert _pg_state(fresh.database_url) == expected_state
-    restored = EdgeStore(fresh.edge_dir)
-    try:
-        assert point_set(restored) == expected_points
-        assert _hits(Retriever(fresh, restored, encoder)) == expected_hits
-    finally:
-        restored.close()
+    _assert_index_is(fresh, encoder, expected_points, expected_hits)
 
     # a database that holds tables is refused; --force dumps what it held beside the data directory first
     other = make_settings(tmp_path / "other", database_url=fresh.database_url)
