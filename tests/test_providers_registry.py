@@ -26,6 +26,7 @@ ENV_SAMPLES: dict[str, tuple[str, object]] = {
     "local_strong_model": ("qwen-test-strong", "qwen-test-strong"),
     "local_threads": ("3", 3),
     "local_ctx": ("2048", 2048),
+    "local_weights": ("q8_0", "q8_0"),
     "local_first_token_timeout_s": ("11.5", 11.5),
     "local_total_timeout_s": ("22.5", 22.5),
     "openai_base_url": ("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"),
