@@ -75,6 +75,29 @@ def service_score(profile, signals, rules=("number", "contain", "term")) -> floa
     return score
 
 
+def composition_signals(rows: list[dict], logit_key: str) -> list[dict]:
+    """The service's signals for composition examples (their evidence is their whole context), with the
+    verifier's logit: ClaimScorer.signals over the example's k sentences."""
+    from grounding.checks import deterministic_signals
+    from grounding.evidence import passage_sentences
+    from retrieval.dense import get_dense_encoder
+
+    encoder = get_dense_encoder()
+    sentences = [passage_sentences(r["evidence"]) for r in rows]
+    flat = [r["claim"] for r in rows] + [t for group in sentences for t in group]
+    vectors = np.asarray(encoder.encode(flat, batch_size=64), dtype=np.float32)
+    claims, offset, out = vectors[: len(rows)], len(rows), []
+    for r, claim_vector, group in zip(rows, claims, sentences):
+        sims = sorted((vectors[offset:offset + len(group)] @ claim_vector).tolist(), reverse=True)
+        offset += len(group)
+        s = deterministic_signals(r["claim"], group, r["evidence"], r["evidence"])
+        s["sim_max"] = sims[0] if sims else 0.0
+        s["sim_mean3"] = float(np.mean(sims[:3])) if sims else 0.0
+        s["verifier_logit"] = r[logit_key]
+        out.append(s)
+    return out
+
+
 def load_model(folder: Path, threads: int):
     from grounding.crossencoder import VerifierModel
 
@@ -101,6 +124,10 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="threads for scoring (speed runs use 1 and 2)")
     parser.add_argument("--write-calibration", type=Path, default=None,
                         help="save the new verifier's refitted calibration (profiles checks + verifier) here")
+    parser.add_argument("--thresholds-on", choices=("scifact", "composition"), default="scifact",
+                        help="where --write-calibration chooses the risk levels' thresholds: the SciFact calibration "
+                             "pairs (the new verifier trained on them: in-sample) or the composition cal half "
+                             "(never trained on)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "verifier_dev.json")
     args = parser.parse_args(argv)
 
@@ -222,10 +249,25 @@ def main(argv=None) -> None:
         profile.cv = {"note": "not cross-validated: SciFact dev split figures in verifier.json",
                       **{k: v for k, v in report["verifiers"]["new verifier"].items() if k.startswith("service")}}
         checks.cv = {"note": "not cross-validated; thresholds on the calibration pairs"}
+        where = "thresholds on the same pairs (new verifier's logits in-sample: it trained on them)"
+        if args.thresholds_on == "composition":
+            # The service's score for held-out composition examples (the cal half), thresholds chosen there.
+            signals = composition_signals(comp_cal, "logit_new")
+            comp_y = [r["label"] for r in comp_cal]
+            profile.thresholds = choose_thresholds(comp_y, [service_score(profile, s) for s in signals])
+            dev_signals = composition_signals(comp_dev, "logit_new")
+            dev_y, dev_scores = [r["label"] for r in comp_dev], [service_score(profile, s) for s in dev_signals]
+            report["composition_thresholds"] = {
+                "thresholds": profile.thresholds, "composition_dev_service_auroc": round(roc_auc_score(dev_y, dev_scores), 4),
+                **{f"composition_dev_ba_{risk}": round(ba_at(dev_y, dev_scores, t), 4)
+                   for risk, t in profile.thresholds.items()},
+                **{f"composition_dev_unsupported_served_{risk}": round(float(np.mean(
+                    [x >= t for x, y in zip(dev_scores, dev_y) if y == 0])), 4) for risk, t in profile.thresholds.items()}}
+            where = (f"thresholds on the composition dev split's cal half ({len(comp_cal)} examples, never trained on; "
+                     "grounding/training/make_relations.py)")
         Calibration({"checks": checks, "verifier": profile},
                     {"fitted_on": f"SciFact claim/context pairs outside the dev split ({len(sf_cal)}), "
-                                  "benchmarks/verifier_dev.py; thresholds on the same pairs (new verifier's logits "
-                                  "in-sample: it trained on them)", "verifier_configuration": "verifier-v2"}
+                                  f"benchmarks/verifier_dev.py; {where}", "verifier_configuration": "verifier-v2"}
                     ).save(args.write_calibration)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
