@@ -35,7 +35,7 @@ def condensed_views(question: str, question_vector, passages: NumberedPassages, 
                     threads: int = 1) -> list[PassageView]:
     """The numbered passages as the model should read them; ``keep`` <= 0 shows them whole."""
     passages = NumberedPassages.of(passages)
-    whole = [PassageView(n, h.source or h.doc_id, h.page, h.text) for n, h in passages.numbered()]
+    whole = [PassageView(n, h.doc_id, h.page, h.text) for n, h in passages.numbered()]
     if keep <= 0 or not len(passages):
         return whole
     pool = EvidencePool.build([Passage.from_hit(n, h) for n, h in passages.numbered()], encoder, threads=threads)

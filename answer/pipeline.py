@@ -217,7 +217,7 @@ class _Request:
         self.filters = filters
         self.principal = principal
         self.started = started
-        self.views = [PassageView(n, h.source or h.doc_id, h.page, h.text) for n, h in passages.numbered()]
+        self.views = [PassageView(n, h.doc_id, h.page, h.text) for n, h in passages.numbered()]
         self.vector: list[float] | None = None
         self.decision: RouteDecision | None = None
         self.attempts: list[Attempt] = []

@@ -412,7 +412,7 @@ def test_openai_provider_gets_a_schema_valid_answer_from_llama_cpp_server(llama_
 
     settings = _server_settings(settings_for, llama_server)
     hits = hits_for(QUICK_START, k=2)
-    messages = load_prompt("answer@1").render(QUICK_START, [PassageView(i, h.source, h.page, h.text)
+    messages = load_prompt("answer@1").render(QUICK_START, [PassageView(i, h.doc_id, h.page, h.text)
                                                             for i, h in enumerate(hits, 1)])
     request = ChatRequest(messages, max_tokens=200, json_schema=ANSWER_SCHEMA, first_token_timeout_s=240,
                           total_timeout_s=400)
@@ -630,7 +630,7 @@ def test_daily_key_budget_refuses_once_the_ledger_reaches_it(pipeline_for, setti
     settings = settings_for()
     hits = hits_for(WARRANTY)
     messages = load_prompt(settings.answer_prompt).render(
-        WARRANTY, [PassageView(i, h.source, h.page, h.text) for i, h in enumerate(hits, start=1)])
+        WARRANTY, [PassageView(i, h.doc_id, h.page, h.text) for i, h in enumerate(hits, start=1)])
     # What the budget reserves for one call: the prompt (counted) plus the most the model may generate.
     reserved = AnthropicProvider(settings).count_tokens(messages, "claude-fake") + settings.answer_max_tokens
     pipeline = pipeline_for(answer_providers=["anthropic"], budget_key_daily_tokens=reserved + 100)
@@ -641,6 +641,17 @@ def test_daily_key_budget_refuses_once_the_ledger_reaches_it(pipeline_for, setti
     assert second.status == "over_budget" and "'key_alice' per day" in second.answer
     other = pipeline.answer(WARRANTY, hits_for(WARRANTY), principal=Principal(api_key_id="key_bob", org="acme"))
     assert other.status == "answered"
+
+
+def test_the_prompt_names_passages_by_document_id_never_by_the_servers_path(pipeline_for, hits_for, fake_llm):
+    """Answers must not depend on where the corpus sits on disk, and a provider never sees the server's paths."""
+    hits = hits_for(WARRANTY)
+    assert all(h.source.startswith("/") for h in hits)  # the payload keeps the absolute path for the API
+    pipeline_for(answer_providers=["anthropic"]).answer(WARRANTY, hits)
+    [(_, _, body)] = fake_llm.requests
+    prompt = json.dumps(body)
+    assert all(f'source=\\"{h.doc_id}\\"' in prompt for h in hits)
+    assert not any(h.source in prompt for h in hits)
 
 
 def test_cli_ask_verifies_the_answer_and_prints_the_query_response_as_json(tmp_path, fake_llm_server, model_dir):

@@ -28,7 +28,9 @@ class PromptError(ValueError):
 
 @dataclass(frozen=True)
 class PassageView:
-    """What the model sees of one passage."""
+    """What the model sees of one passage. ``source`` is the document's id (its path relative to the
+    corpus root), never the server's file path: answers must not depend on where the corpus sits on
+    disk, and a remote provider has no business seeing the server's paths."""
 
     number: int
     source: str
