@@ -211,6 +211,9 @@ def settings_for(tmp_path, model_dir, fake_llm_server):
             anthropic_base_url=fake_llm_server.url, anthropic_api_key="sk-ant-test", anthropic_model="claude-fake",
             openai_base_url=fake_llm_server.url + "/v1", openai_api_key="sk-test", openai_model="gpt-4o-mini",
             anthropic_first_token_timeout_s=5, openai_first_token_timeout_s=5, cache_enabled=False,
+            # The local model's first call loads it; on a busy 2-core machine that alone can pass the
+            # service's 60 s first-token limit. These tests assert answers, not speed.
+            local_first_token_timeout_s=600, local_total_timeout_s=900,
         )
         values.update(overrides)
         return make_settings(tmp_path / "attest-data", **values)

@@ -46,7 +46,7 @@ def api(request, tmp_path_factory, encoder):
     settings = make_settings(
         tmp_path_factory.mktemp("api-data"), database_url=database_url, api_keys=KEYS, model_cache_dir=models, local_model=FAST_MODEL,
         answer_passages=3, api_max_body_kb=16, api_max_question_chars=500, api_max_top_k=10,
-        api_max_upload_mb=0.2, local_first_token_timeout_s=120, local_total_timeout_s=240)
+        api_max_upload_mb=0.2, local_first_token_timeout_s=600, local_total_timeout_s=900)
     services = Services.build(settings, encoder=encoder)
     app = create_app(settings, services=services, configure_logs=False)
     with ServerThread(app) as server:
