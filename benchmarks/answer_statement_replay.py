@@ -141,7 +141,9 @@ def main() -> None:
     judge = build_judge(settings) if args.judge else None
     rows = rows_with_short_answers(args.outputs)
     forms = {"question + answer": answer_statement, "declarative": declarative_statement}
-    for row in rows:
+    for done, row in enumerate(rows):
+        if done % 10 == 0:
+            print(f"{done}/{len(rows)} scored", flush=True)
         hits = retriever.search(row["question"], row["collection"], settings.answer_passages).hits
         context = "\n\n".join(h.text for h in hits)
         row["statements"] = {name: make(row["question"], row["short"]) for name, make in forms.items()}
