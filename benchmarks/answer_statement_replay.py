@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from answers_dev import build_index, contains, load, normalise  # noqa: E402
+from answers_dev import contains, ensure_index, load, normalise  # noqa: E402
 from grounding.claims import answer_statement  # noqa: E402
 
 
@@ -132,9 +132,8 @@ def main() -> None:
     from retrieval.store import open_store
 
     settings = Settings(data_dir=args.data_dir)
-    if not settings.edge_dir.exists():
-        absent, present, _ = load(100, 0)
-        build_index(args.data_dir, absent, present)
+    absent, present, _ = load(100, 0)
+    ensure_index(args.data_dir, absent, present)
     store = open_store(settings)
     retriever = Retriever(settings, store)
     scorer = ClaimScorer.from_settings(settings, encoder=retriever.encoder)

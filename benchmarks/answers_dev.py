@@ -96,6 +96,22 @@ def tokens_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+INDEX_COMPLETE = "answers-dev-index-complete"
+
+
+def ensure_index(data_dir: Path, absent: dict, present: dict) -> None:
+    """Builds the index unless a finished build is marked in `data_dir`. An interrupted build (a killed run)
+    leaves no mark and is run again: ingest skips what its manifest already holds, so it completes the folder
+    instead of searching a half-built one."""
+    if (data_dir / INDEX_COMPLETE).exists():
+        return
+    started = time.perf_counter()
+    build_index(data_dir, absent, present)
+    (data_dir / INDEX_COMPLETE).touch()
+    print(f"indexed {len(absent)} distractor-only and {len(present)} paragraphs and the demo corpus in "
+          f"{time.perf_counter() - started:.0f} s ({data_dir})", flush=True)
+
+
 def build_index(data_dir: Path, absent: dict, present: dict) -> None:
     from attest_settings import Settings
     from ingest.manifest import Manifest
@@ -263,11 +279,7 @@ def main() -> None:
     absent, present, cases = load(args.limit, args.offset)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="attest-answers-dev-"))
     data_dir.mkdir(parents=True, exist_ok=True)
-    if not any(data_dir.iterdir()):  # a new folder: build the index (an earlier run's folder is reused as it is)
-        started = time.perf_counter()
-        build_index(data_dir, absent, present)
-        print(f"indexed {len(absent)} distractor-only and {len(present)} paragraphs and the demo corpus in "
-              f"{time.perf_counter() - started:.0f} s ({data_dir})", flush=True)
+    ensure_index(data_dir, absent, present)  # an earlier run's finished folder is reused as it is
     port = free_port()
     server = serve(data_dir, port, dict(item.split("=", 1) for item in args.env))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a killed run still stops its server (finally below)
