@@ -11,8 +11,11 @@ answer check can be compared before one is measured end to end. A short answer i
 the reference; the rows come from runs over questions 0-49, so whatever is chosen here must then be
 measured on other questions.
 
-    python benchmarks/answer_statement_replay.py --data-dir /tmp/adev \
-        benchmarks/outputs/answers_dev-low-0-49-v1.json
+The README's 82 answers (add --judge for the 1.5B's P(yes): ~35 s an answer on 2 cores):
+
+    cd benchmarks/outputs && python ../answer_statement_replay.py --data-dir /tmp/adev \
+        answers_dev-low-0-49-v1.json answers_dev-low-0-49-v2.json answers_dev-low-answer2.json \
+        answers_dev-low-answer3-absent.json answers_dev-low-answer3-present.json
 """
 from __future__ import annotations
 
@@ -70,7 +73,6 @@ def declarative_statement(question: str, short_answer: str | None) -> str | None
     if last and last.start() > 0:  # "X is based in which city" -> "X is based in A"
         return f"{q[:last.start()].rstrip()} {answer}."
     return answer_statement(question, short_answer)
-
 
 
 def answer_window_signals(question: str, short: str, passages: list[str], encoder) -> dict:
