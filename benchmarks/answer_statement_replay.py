@@ -97,10 +97,10 @@ def answer_window_signals(question: str, short: str, passages: list[str], encode
     return {"question_words_near_answer": round(overlap, 4), "question_cosine_near_answer": round(cosine, 4)}
 
 
-def rows_with_short_answers(paths: list[Path]) -> list[dict]:
+def rows_with_short_answers(paths: list[Path], cases: list[dict]) -> list[dict]:
     """(question, collection, short answer) once each, labelled right when it contains the reference (the
     output files' "answer" is what was served: the reference comes from the question file)."""
-    references = {case["question"]: case["answer"] for case in load(100, 0)[2]}
+    references = {case["question"]: case["answer"] for case in cases}
     seen, rows = set(), []
     for path in paths:
         for row in json.loads(path.read_text()):
@@ -134,13 +134,13 @@ def main() -> None:
     from retrieval.store import open_store
 
     settings = Settings(data_dir=args.data_dir)
-    absent, present, _ = load(100, 0)
+    absent, present, cases = load(100, 0)
     ensure_index(args.data_dir, absent, present)
     store = open_store(settings)
     retriever = Retriever(settings, store)
     scorer = ClaimScorer.from_settings(settings, encoder=retriever.encoder)
     judge = build_judge(settings) if args.judge else None
-    rows = rows_with_short_answers(args.outputs)
+    rows = rows_with_short_answers(args.outputs, cases)
     forms = {"question + answer": answer_statement, "declarative": declarative_statement}
     for done, row in enumerate(rows):
         if done % 10 == 0:
