@@ -336,9 +336,9 @@ class Settings(BaseSettings):
     review_session_s: float = Field(default=8 * 3600.0, gt=0)
     # The answer as a whole, at these risk levels: the judge is asked once per answer whether the passages
     # state the served answer as the answer to the question (DESIGN.md: AUROC 0.91 on 40 served answers,
-    # about 7 s per answer on 2 cores); under grounding_answer_judge_threshold the answer is declined.
+    # about 7 s per answer on 2 cores); under the risk level's P(yes) threshold the answer is declined.
     grounding_answer_judge_risks: list[Risk] = ["high"]
-    grounding_answer_judge_threshold: float = Field(default=0.7, gt=0, lt=1)
+    grounding_answer_judge_thresholds: dict[Risk, float] = {"low": 0.5, "high": 0.7}
     # The model's short answer is verified as the answer to the question ("Who won X?" + "Naomi Osaka"):
     # when it fails, the whole answer is declined (true sentences that do not state what was asked are no
     # answer). Off: a failing short answer is only left out, and the sentences decide alone.
@@ -359,6 +359,17 @@ class Settings(BaseSettings):
         if self.grounding_judge_model:
             return self.grounding_judge_model
         return self.openai_model if self.grounding_judge == "openai" else self.local_strong_model
+
+    @field_validator("grounding_answer_judge_thresholds")
+    @classmethod
+    def _answer_judge_thresholds(cls, value: dict) -> dict:
+        """A risk level left out keeps its default; each threshold is a probability strictly inside (0, 1)."""
+        merged = {"low": 0.5, "high": 0.7, **value}
+        for risk, threshold in merged.items():
+            if not 0.0 < threshold < 1.0:
+                raise ValueError(f"the answer judge's threshold for risk {risk} must lie strictly between 0 and 1 "
+                                 f"(got {threshold})")
+        return merged
 
     @field_validator("chunk_overlap")
     @classmethod

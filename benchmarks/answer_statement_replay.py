@@ -162,7 +162,7 @@ def main() -> None:
     print(f"{len(rows)} short answers ({sum(labels)} right); low-risk threshold {low:.3f}")
     for name in rows[0]["scores"]:
         scores = [r["scores"][name] for r in rows]
-        cut = settings.grounding_answer_judge_threshold if name == "answer_judge" else low
+        cut = settings.grounding_answer_judge_thresholds["low"] if name == "answer_judge" else low
         if name not in forms and name != "answer_judge":
             print(f"{name:>28}: AUROC {roc_auc_score(labels, scores):.3f}")
             continue

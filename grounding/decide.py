@@ -421,7 +421,7 @@ class Grounder:
         if check.short_answer_supported:
             served = f"{short}. {served}"
         check.judge_p = round(judge.p_yes(answer_prompt([p.text for p in passages], question, served)), 4)
-        check.threshold = self.settings.grounding_answer_judge_threshold
+        check.threshold = self.settings.grounding_answer_judge_thresholds[risk]
         check.answers = check.judge_p >= check.threshold
         timings["answer_judge_ms"] = _ms(time.perf_counter() - t)
         return check

@@ -577,6 +577,32 @@ def test_the_short_answer_is_verified_as_the_answer_to_the_question(grounder, hi
     assert wrong.short_answer is None
 
 
+def test_the_answer_judge_decides_with_the_threshold_of_the_request_s_risk_level(tmp_path, encoder, hits_for):
+    """The answer judge's P(yes) is held to the risk level's own threshold (low risk is the permissive one):
+    the same answer, the same judge, thresholds swapped between the levels, the opposite decision at low."""
+    question = "How many megapixels does the Halden K2 have?"
+    hits = hits_for(question)
+    answer = make_answer(question, hits, [("The Halden K2 has a 26.1 megapixel sensor.", [passage_with(hits, "26.1")])])
+    answer = answer.model_copy(update={"short_answer": "26.1 megapixels"})
+    outcomes = {}
+    for low, high in ((0.001, 0.999), (0.999, 0.001)):
+        settings = make_settings(tmp_path / f"judge-{low}", grounding_judge_model="qwen2.5-coder-0.5b",
+                                 grounding_answer_judge_risks=["low", "high"],
+                                 grounding_answer_judge_thresholds={"low": low, "high": high})
+        grounder = Grounder(settings, encoder=encoder)
+        try:
+            outcomes[low] = grounder.verify(question, answer, hits, risk="low")
+        finally:
+            grounder.close()
+    lenient, strict = outcomes[0.001], outcomes[0.999]
+    for result, threshold in ((lenient, 0.001), (strict, 0.999)):
+        assert result.answer_check.threshold == threshold and result.answer_check.judge_p is not None
+    assert 0.001 <= lenient.answer_check.judge_p < 0.999, "the 0.5B's P(yes) sits between the two thresholds"
+    assert lenient.decision == "served" and lenient.short_answer == "26.1 megapixels"
+    assert strict.decision == "rejected" and strict.text.startswith("Your documents do not say.")
+    assert strict.answer_check.answers is False and strict.short_answer is None
+
+
 def test_a_short_answer_of_the_wrong_kind_is_no_answer(grounder, hits_for):
     """"Who ...?" needs a name: a supported phrase that names no one does not answer it."""
     question = "Who is Halden Optics' Data Protection Officer?"

@@ -1,0 +1,46 @@
+"""What each answer-judge threshold would have served, from one answers_dev run (not run by the tests).
+
+    python benchmarks/answer_judge_sweep.py run.json [--thresholds 0.3,0.4,0.5,0.6,0.7]
+
+Run answers_dev once with the answer judge on and a threshold under every one to compare (e.g.
+``--env 'ATTEST_GROUNDING_ANSWER_JUDGE_RISKS=["low","high"]' --env
+'ATTEST_GROUNDING_ANSWER_JUDGE_THRESHOLDS={"low":0.01}'``): every answer that passes the other checks is
+served and its P(yes) recorded in ``answer_check.judge_p``. The judge is the last check and a failing one
+declines without regenerating (grounding/decide.py), so an answer is shown at threshold t exactly when it
+was shown in the run and its P(yes) >= t: one run gives every threshold's outcome, same drafts, no noise
+between them. Prints answers_dev's table, one row per threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from answers_dev import summarise  # noqa: E402
+
+
+def at_threshold(row: dict, threshold: float) -> dict:
+    p = (row.get("answer_check") or {}).get("judge_p")
+    if "error" in row or row["declined"] or p is None or p >= threshold:
+        return row
+    return {**row, "shown": False, "declined": True, "correct": False, "em": 0.0, "f1": 0.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="an answers_dev --out file")
+    parser.add_argument("--thresholds", default="0.3,0.4,0.5,0.55,0.6,0.7")
+    args = parser.parse_args()
+    rows = json.loads(args.run.read_text())
+    recorded = [r["answer_check"]["judge_p"] for r in rows if (r.get("answer_check") or {}).get("judge_p") is not None]
+    print(f"{len(rows)} rows, {len(recorded)} with the judge's P(yes)")
+    for threshold in (float(t) for t in args.thresholds.split(",")):
+        print("\n".join(summarise([at_threshold(r, threshold) for r in rows], f"judge >= {threshold:g}")))
+
+
+if __name__ == "__main__":
+    main()
