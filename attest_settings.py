@@ -21,6 +21,9 @@ from pydantic_settings import (
 # The risk levels a question may be asked at, named once: the HTTP schema and the CLI options take them
 # from here, and grounding's calibration holds one threshold for each.
 Risk = Literal["low", "high"]
+# The answer judge's P(yes) threshold per risk level: low risk is the permissive one (README, issue 13's
+# threshold sweep on HotpotQA dev).
+ANSWER_JUDGE_THRESHOLDS: dict[str, float] = {"low": 0.5, "high": 0.7}
 # Which GGUF file the local provider loads: the packaged one, or it requantized once (answer/models.py).
 LocalWeights = Literal["shipped", "q8_0"]
 
@@ -338,7 +341,7 @@ class Settings(BaseSettings):
     # state the served answer as the answer to the question (DESIGN.md: AUROC 0.91 on 40 served answers,
     # about 7 s per answer on 2 cores); under the risk level's P(yes) threshold the answer is declined.
     grounding_answer_judge_risks: list[Risk] = ["high"]
-    grounding_answer_judge_thresholds: dict[Risk, float] = {"low": 0.5, "high": 0.7}
+    grounding_answer_judge_thresholds: dict[Risk, float] = ANSWER_JUDGE_THRESHOLDS
     # The model's short answer is verified as the answer to the question ("Who won X?" + "Naomi Osaka"):
     # when it fails, the whole answer is declined (true sentences that do not state what was asked are no
     # answer). Off: a failing short answer is only left out, and the sentences decide alone.
@@ -364,7 +367,7 @@ class Settings(BaseSettings):
     @classmethod
     def _answer_judge_thresholds(cls, value: dict) -> dict:
         """A risk level left out keeps its default; each threshold is a probability strictly inside (0, 1)."""
-        merged = {"low": 0.5, "high": 0.7, **value}
+        merged = {**ANSWER_JUDGE_THRESHOLDS, **value}
         for risk, threshold in merged.items():
             if not 0.0 < threshold < 1.0:
                 raise ValueError(f"the answer judge's threshold for risk {risk} must lie strictly between 0 and 1 "
