@@ -337,11 +337,16 @@ class Settings(BaseSettings):
     # The reviewer page (/review): how long a sign-in lasts (a signed cookie; the key is re-checked on every
     # request, so revoking it or removing its reviewer role ends the session at once).
     review_session_s: float = Field(default=8 * 3600.0, gt=0)
-    # The answer as a whole, at these risk levels: the judge is asked once per answer whether the passages
-    # state the served answer as the answer to the question (DESIGN.md: AUROC 0.91 on 40 served answers,
-    # about 7 s per answer on 2 cores); under the risk level's P(yes) threshold the answer is declined.
-    grounding_answer_judge_risks: list[Risk] = ["high"]
+    # The answer as a whole, at these risk levels: the judge is asked once per answer that passed every other
+    # check whether the passages state the served answer as the answer to the question; under the risk
+    # level's P(yes) threshold the answer is declined (README, issue 13: on held-out HotpotQA questions at low
+    # risk, off-topic answers declined 76% -> 84%, good answers kept as without it).
+    grounding_answer_judge_risks: list[Risk] = ["low", "high"]
     grounding_answer_judge_thresholds: dict[Risk, float] = ANSWER_JUDGE_THRESHOLDS
+    # What the answer judge reads: only the passages the served answer cites ("cited": a third of the prompt,
+    # and the prefill is the judge's whole cost; AUROC 0.73 against 0.70 with "all" on 82 replayed answers),
+    # or "all" the passages the model read.
+    grounding_answer_judge_passages: Literal["all", "cited"] = "cited"
     # The model's short answer is verified as the answer to the question ("Who won X?" + "Naomi Osaka"):
     # when it fails, the whole answer is declined (true sentences that do not state what was asked are no
     # answer). Off: a failing short answer is only left out, and the sentences decide alone.

@@ -114,6 +114,10 @@ def _span(evidence: decide.EvidenceRef, passages: NumberedPassages) -> EvidenceS
                         end=None if start is None else start + len(evidence.text))
 
 
+# The grounding steps inside verify_ms that a response reports (of the attempt served, when one was regenerated).
+GROUNDING_TIMINGS = ("evidence_ms", "score_ms", "citation_ms", "answer_judge_ms", "regenerate_ms")
+
+
 @dataclass
 class Verification:
     """What ``ask`` needs from the grounding stage's result (or from its absence)."""
@@ -130,6 +134,7 @@ class Verification:
     notice: str | None = None
     result: AnswerResult | None = None           # the regenerated answer, when grounding asked for one
     prompt_version: str | None = None            # the grounding stage's (which rules judged the claims)
+    timings_ms: dict[str, float] = field(default_factory=dict)  # the grounding steps worth reading per request
 
     @property
     def citations(self):
@@ -149,7 +154,8 @@ class Verification:
                    sentences=list(grounded.sentences), claims=[_claim_out(c, passages) for c in grounded.claims],
                    retracted=retracted, answer_check=grounded.answer_check, short_answer=grounded.short_answer,
                    confidence=float(grounded.confidence), notice=notice, prompt_version=grounded.prompt_version,
-                   result=used if isinstance(used, AnswerResult) and used is not original else None)
+                   result=used if isinstance(used, AnswerResult) and used is not original else None,
+                   timings_ms={k: v for k, v in grounded.timings_ms.items() if k in GROUNDING_TIMINGS})
 
     @classmethod
     def unverified(cls, result: AnswerResult, risk: str, why: str, request_id: str) -> "Verification":
@@ -315,6 +321,7 @@ class QuestionPath:
             verification = self._verify(question, result, passages, risk, collection, filters, principal,
                                         providers, request_id, review)
             timings["verify_ms"] = _ms(time.perf_counter() - t)
+            timings.update(verification.timings_ms)  # parts of verify_ms
             span.set_attribute("attest.decision", verification.decision)
         if verification.result is not None:
             result = verification.result

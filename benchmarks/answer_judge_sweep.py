@@ -8,7 +8,9 @@ Run answers_dev once with the answer judge on and a threshold under every one to
 served and its P(yes) recorded in ``answer_check.judge_p``. The judge is the last check and a failing one
 declines without regenerating (grounding/decide.py), so an answer is shown at threshold t exactly when it
 was shown in the run and its P(yes) >= t: one run gives every threshold's outcome, same drafts, no noise
-between them. Prints answers_dev's table, one row per threshold.
+between them. Prints answers_dev's table, one row per threshold, after the run as it would have been with
+the judge off: every answer the judge read shown, its latency less the judge's own time (``answer_judge_ms``
+in the response's timings).
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ def at_threshold(row: dict, threshold: float) -> dict:
     return {**row, "shown": False, "declined": True, "correct": False, "em": 0.0, "f1": 0.0}
 
 
+def judge_off(row: dict) -> dict:
+    """The row as the judge-off server would have answered it: shown as the run showed it, the judge's time
+    taken off (the judge is the last step, so nothing else changes)."""
+    judge_ms = (row.get("timings_ms") or {}).get("answer_judge_ms", 0.0)
+    return {**row, "seconds": row["seconds"] - judge_ms / 1000} if "seconds" in row else row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="an answers_dev --out file")
@@ -38,6 +47,7 @@ def main() -> None:
     rows = json.loads(args.run.read_text())
     recorded = [r["answer_check"]["judge_p"] for r in rows if (r.get("answer_check") or {}).get("judge_p") is not None]
     print(f"{len(rows)} rows, {len(recorded)} with the judge's P(yes)")
+    print("\n".join(summarise([judge_off(r) for r in rows], "judge off")))
     for threshold in (float(t) for t in args.thresholds.split(",")):
         print("\n".join(summarise([at_threshold(r, threshold) for r in rows], f"judge >= {threshold:g}")))
 

@@ -112,7 +112,8 @@ def rows_with_short_answers(paths: list[Path], cases: list[dict]) -> list[dict]:
             if key not in seen:
                 seen.add(key)
                 rows.append({"index": row["index"], "question": row["question"], "collection": row["collection"],
-                             "short": short, "right": contains(short, reference), "reference": reference})
+                             "short": short, "right": contains(short, reference), "reference": reference,
+                             "cited": sorted({int(n) for n in re.findall(r"\[(\d+)\]", row.get("draft") or "")})})
     return rows
 
 
@@ -123,6 +124,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="per-row scores as JSON")
     parser.add_argument("--judge", action="store_true",
                         help="also ask the answer judge (the 1.5B, answer-judge@1) about each short answer")
+    parser.add_argument("--judge-passages", choices=("all", "cited"), default="all",
+                        help="the judge reads every passage the model read, or only those its draft cites "
+                             "(all of them when it cites none)")
     args = parser.parse_args()
 
     from sklearn.metrics import roc_auc_score
@@ -153,8 +157,12 @@ def main() -> None:
         row["scores"].update(answer_window_signals(row["question"], row["short"], [h.text for h in hits],
                                                    retriever.encoder))
         if judge is not None:  # the service asks about the short answer and its sentences; here the short answer
-            row["scores"]["answer_judge"] = round(judge.p_yes(answer_prompt([h.text for h in hits], row["question"],
-                                                                             row["short"])), 4)
+            read = [h.text for h in hits]
+            if args.judge_passages == "cited" and any(0 < n <= len(read) for n in row["cited"]):
+                read = [read[n - 1] for n in row["cited"] if 0 < n <= len(read)]
+            row["scores"]["answer_judge"] = round(judge.p_yes(answer_prompt(read, row["question"], row["short"])), 4)
+            if getattr(judge, "last_call", None) is not None:
+                row["judge_prompt_tokens"] = judge.last_call.prompt_tokens
     store.close()
 
     labels = [int(r["right"]) for r in rows]

@@ -18,7 +18,8 @@ Per answer:
 - every claim supported, and the answer answers the question -> ``served``. Answering means: a served claim
   names what the question asks for (a who / when / how much question needs a name / time / number the
   question did not give: "Revenue came in at." answers nothing), and, at the risk levels of
-  ``grounding_answer_judge_risks``, the judge reads the passages as stating this answer to this question;
+  ``grounding_answer_judge_risks`` (both by default), the judge reads the passages the answer cites as
+  stating this answer to this question;
 - some unsupported -> ``repaired``: the sentences holding them are removed when what remains still answers
   the question; otherwise, when a ``regenerate`` callable is given, one regeneration with a stricter prompt
   that names the failing claims, verified again;
@@ -397,8 +398,8 @@ class Grounder:
         quantity, a person, a place: grounding/checks.py). A short answer must itself be of that kind and be
         stated by the passages as the answer to this question (question + short answer, one statement); with
         ``grounding_short_answer_decides`` a failing one declines the whole answer. Where the answer judge
-        serves this risk level, the judge must also read the answer, in the passages the model was given, as
-        stated to be the answer."""
+        serves this risk level, the judge must also read the answer, in the passages it cites (or all those the
+        model was given: ``grounding_answer_judge_passages``), as stated to be the answer."""
         check = AnswerCheck(asks=asked_for(question), supplied=answers_what_is_asked(question,
                                                                                  [v.claim for v in verdicts]),
                             answers=False)
@@ -420,11 +421,23 @@ class Grounder:
         served = " ".join(s.text for s in sentences)
         if check.short_answer_supported:
             served = f"{short}. {served}"
-        check.judge_p = round(judge.p_yes(answer_prompt([p.text for p in passages], question, served)), 4)
+        read = self._judge_passages(passages, sentences, short_verdict if check.short_answer_supported else None)
+        check.judge_p = round(judge.p_yes(answer_prompt(read, question, served)), 4)
         check.threshold = self.settings.grounding_answer_judge_thresholds[risk]
         check.answers = check.judge_p >= check.threshold
         timings["answer_judge_ms"] = _ms(time.perf_counter() - t)
         return check
+
+    def _judge_passages(self, passages: list[Passage], sentences: list, short_verdict: ClaimVerdict | None) -> list[str]:
+        """What the answer judge reads: every passage the model read, or (``grounding_answer_judge_passages``
+        "cited") only those the served sentences and the short answer cite after grounding's corrections, in
+        the model's order. The judge's cost is its prefill, so fewer passages make it proportionally cheaper."""
+        if self.settings.grounding_answer_judge_passages == "all":
+            return [p.text for p in passages]
+        cited = {c.passage for s in sentences for c in s.citations}
+        if short_verdict is not None:
+            cited |= set(short_verdict.supporting_passages)
+        return [p.text for p in passages if p.number in cited] or [p.text for p in passages]
 
     def _still_answers(self, question: str, split: SplitAnswer, verdicts: list[ClaimVerdict], bad: set[int]) -> bool:
         """What remains after removing ``bad`` sentences still answers the question: its best match to the

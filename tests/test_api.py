@@ -261,6 +261,8 @@ def test_query_returns_the_answer_contract(answered):
     assert body["cost_usd"] == 0.0
     for stage in ("retrieve_ms", "generate_ms", "verify_ms", "total_ms", "queue_ms"):
         assert body["timings_ms"][stage] >= 0, stage
+    if body["claims"]:  # the claims' scoring is a part of verification, reported beside it
+        assert 0 <= body["timings_ms"]["score_ms"] <= body["timings_ms"]["verify_ms"]
     source_ids = {s["chunk_id"] for s in body["sources"]}
     assert body["sources"] and {s["doc_id"] for s in body["sources"]} <= set(UPLOADED)
     for citation in body["citations"]:

@@ -91,7 +91,8 @@ def test_a_grounded_answer_is_shown_with_chunk_ids_and_a_notice_naming_what_was_
                               text="It lasts two years. [2]", sentences=[AnswerSentence(text="It lasts two years.",
                                                                                        citations=[citation])],
                               claims=[kept, removed], confidence=0.97, risk="low", threshold=0.5, model="m",
-                              removed_sentences=["It is free."])
+                              removed_sentences=["It is free."],
+                              timings_ms={"score_ms": 12.5, "answer_judge_ms": 700.0, "verify_ms": 800.0})
     v = Verification.from_grounded(grounded, hits, original=None)
     assert v.decision == "repaired" and v.answer == "It lasts two years. [2]" and v.retracted == ["It is free."]
     assert [c.verdict for c in v.claims] == ["supported", "unsupported"]
@@ -101,6 +102,8 @@ def test_a_grounded_answer_is_shown_with_chunk_ids_and_a_notice_naming_what_was_
     # The evidence sentence, located in its passage (what a reviewer's page highlights).
     [span] = v.claims[0].evidence_spans
     assert (span.chunk_id, span.passage, span.start, span.end) == ("c2", 2, 15, 25)
+    # The grounding steps inside verify_ms reach the response's timings (the path times verify_ms itself).
+    assert v.timings_ms == {"score_ms": 12.5, "answer_judge_ms": 700.0}
 
 
 # ---- admission ----------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """The golden run in CI: the committed prompt passes its committed baseline; a degraded prompt fails it.
 
 Both runs use the small CI golden set (data/demo/golden-ci.jsonl, 8 cases), the packaged 0.5B model on
-every route, and no semantic cache (a cached answer would hide the prompt under test). Greedy decoding
-makes the committed prompt's run repeat its baseline; regenerate the baseline with the command in
-evaluation/baselines/README.md when the pipeline changes on purpose.
+every answer route (the answer judge stays the 1.5B, the model its thresholds were set for), and no semantic
+cache (a cached answer would hide the prompt under test). Greedy decoding makes the committed prompt's run
+repeat its baseline; regenerate the baseline with the command in evaluation/baselines/README.md when the
+pipeline changes on purpose.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def golden_env(tmp_path_factory):
     ensure_model_file("qwen2.5-coder-0.5b", models)
     return {"ATTEST_MODEL_CACHE_DIR": str(models), "ATTEST_LOCAL_MODEL": "qwen2.5-coder-0.5b",
             "ATTEST_LOCAL_STRONG_MODEL": "qwen2.5-coder-0.5b", "ATTEST_CACHE_ENABLED": "false",
+            "ATTEST_GROUNDING_JUDGE_MODEL": "qwen2.5-coder-1.5b",
             # Generous limits: a timeout on a busy machine would change an answer, not measure a prompt.
             "ATTEST_LOCAL_FIRST_TOKEN_TIMEOUT_S": "900", "ATTEST_LOCAL_TOTAL_TIMEOUT_S": "900"}
 

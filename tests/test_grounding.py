@@ -42,7 +42,9 @@ def hits_for(demo_retriever):
 
 @pytest.fixture(scope="session")
 def grounding_settings(tmp_path_factory):
-    return make_settings(tmp_path_factory.mktemp("grounding-data"))
+    # These tests are about the claim checks: the answer judge (on at every risk level by default, a 1.5B
+    # forward pass per answer) is left to the tests that name it.
+    return make_settings(tmp_path_factory.mktemp("grounding-data"), grounding_answer_judge_risks=["high"])
 
 
 @pytest.fixture(scope="session")
@@ -601,6 +603,38 @@ def test_the_answer_judge_decides_with_the_threshold_of_the_request_s_risk_level
     assert lenient.decision == "served" and lenient.short_answer == "26.1 megapixels"
     assert strict.decision == "rejected" and strict.text.startswith("Your documents do not say.")
     assert strict.answer_check.answers is False and strict.short_answer is None
+
+
+def test_the_answer_judge_can_read_only_the_passages_the_served_answer_cites(tmp_path, encoder, hits_for):
+    """ATTEST_GROUNDING_ANSWER_JUDGE_PASSAGES=cited: the judge's prompt holds the cited passage alone (its
+    prefill, the judge's cost, shrinks); "all": every passage the model read."""
+    from grounding.judge import answer_prompt
+
+    question = "How many megapixels does the Halden K2 have?"
+    hits = hits_for(question)
+    n = passage_with(hits, "26.1")
+    answer = make_answer(question, hits, [("The Halden K2 has a 26.1 megapixel sensor.", [n])])
+    read, results = {}, {}
+    for mode in ("all", "cited"):
+        settings = make_settings(tmp_path / mode, grounding_judge_model="qwen2.5-coder-0.5b",
+                                 grounding_answer_judge_risks=["low", "high"],
+                                 grounding_answer_judge_thresholds={"low": 0.001},
+                                 grounding_answer_judge_passages=mode)
+        grounder = Grounder(settings, encoder=encoder)
+        try:
+            results[mode] = grounder.verify(question, answer, hits, risk="low")
+            judge = grounder.scorer.load_judge()
+            read[mode] = judge.last_call.prompt_tokens
+            if mode == "cited":
+                cited = sorted({c.passage for s in results[mode].sentences for c in s.citations})
+                assert cited == [n], results[mode].sentences
+                alone = judge.p_yes(answer_prompt([hits[n - 1].text], question, results[mode].sentences[0].text))
+                assert judge.last_call.prompt_tokens == read["cited"]
+                assert alone == pytest.approx(results[mode].answer_check.judge_p, abs=1e-3)
+        finally:
+            grounder.close()
+    assert all(r.decision == "served" and r.answer_check.judge_p is not None for r in results.values())
+    assert read["cited"] < read["all"] / 2, read
 
 
 def test_a_short_answer_of_the_wrong_kind_is_no_answer(grounder, hits_for):
