@@ -30,6 +30,7 @@ No claim scored under its risk level's threshold is ever part of the served text
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable, Literal
 
@@ -49,6 +50,10 @@ CitationStatus = Literal["ok", "corrected", "added", "unsupported", "none"]
 # name what the question asks for (and, where the answer judge is on, be stated as the answer by the passages);
 # @4: the short answer is verified as the answer to the question (question + short answer, one statement)
 PROMPT_VERSION = "grounding@4"
+# The judge models the answer judge's thresholds (ANSWER_JUDGE_THRESHOLDS) were measured for; the 0.5B's
+# P(yes) never reached 0.5 on 82 replayed answers (README), so under them it would decline nearly everything.
+ANSWER_JUDGE_CALIBRATED = ("qwen2.5-coder-1.5b",)
+log = logging.getLogger(__name__)
 
 # What the user reads for each decision that does not show the model's text, and the notices beside it.
 # The API shows these as they are; no other stage writes its own version of them.
@@ -162,6 +167,12 @@ class Grounder:
         self.scorer = scorer or ClaimScorer.from_settings(settings, encoder=encoder)
         self.encoder = self.scorer.encoder
         self.store = store if store is not None else VerdictStore(settings.state_url)
+        if (settings.grounding_answer_judge_risks and settings.grounding_judge == "local"
+                and settings.grounding_judge_model_name not in ANSWER_JUDGE_CALIBRATED):
+            log.warning("the answer judge is %s, but its thresholds %s were set for %s: expect it to decline "
+                        "answers it should serve (benchmarks/answer_judge_sweep.py sets them for another model)",
+                        settings.grounding_judge_model_name, settings.grounding_answer_judge_thresholds,
+                        ", ".join(ANSWER_JUDGE_CALIBRATED))
 
     def close(self) -> None:
         self.store.close()

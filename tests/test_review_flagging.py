@@ -66,7 +66,8 @@ def flagging(tmp_path_factory, encoder):
         settings = make_settings(tmp_path_factory.mktemp("flag-data"), api_keys=KEYS, cache_enabled=False,
                                  answer_providers=["openai"], openai_base_url=f"{llm.url}/v1",
                                  openai_api_key="sk-test", openai_model="gpt-4o-mini", grounding_judge="openai",
-                                 review_judge_share=1.0, review_judge_threshold=0.5)
+                                 review_judge_share=1.0, review_judge_threshold=0.5,
+                                 grounding_answer_judge_risks=["high"])  # the quality judge's prompt comes first
         docs = tmp_path_factory.mktemp("flag-docs")
         (docs / "warranty.md").write_text(DOC)
         store = EdgeStore(settings.edge_dir)
