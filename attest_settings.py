@@ -340,10 +340,10 @@ class Settings(BaseSettings):
     # The answer as a whole, at these risk levels: the judge is asked once per answer that passed every other
     # check whether the passages state the served answer as the answer to the question; under the risk
     # level's P(yes) threshold the answer is declined (README, issue 13: on held-out HotpotQA questions at low
-    # risk, off-topic answers declined 76% -> 84%, good answers kept as without it).
+    # risk, reading every passage, off-topic answers declined 76% -> 84%, good answers kept as without it).
     grounding_answer_judge_risks: list[Risk] = ["low", "high"]
     grounding_answer_judge_thresholds: dict[Risk, float] = ANSWER_JUDGE_THRESHOLDS
-    # What the answer judge reads: only the passages the served answer cites ("cited": a third of the prompt,
+    # What the answer judge reads: only the passages the served answer cites ("cited": about 0.4x the prompt,
     # and the prefill is the judge's whole cost; AUROC 0.73 against 0.70 with "all" on 82 replayed answers),
     # or "all" the passages the model read.
     grounding_answer_judge_passages: Literal["all", "cited"] = "cited"
