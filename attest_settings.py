@@ -24,6 +24,9 @@ Risk = Literal["low", "high"]
 # The answer judge's P(yes) threshold per risk level: low risk is the permissive one (README, issue 13's
 # threshold sweep on HotpotQA dev).
 ANSWER_JUDGE_THRESHOLDS: dict[str, float] = {"low": 0.5, "high": 0.7}
+# The judge models those thresholds were measured for: the 0.5B's P(yes) never reached 0.5 on 82 replayed
+# answers (README), so under them it would decline nearly everything (the Grounder warns at start).
+ANSWER_JUDGE_CALIBRATED = ("qwen2.5-coder-1.5b",)
 # Which GGUF file the local provider loads: the packaged one, or it requantized once (answer/models.py).
 LocalWeights = Literal["shipped", "q8_0"]
 

@@ -38,6 +38,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from answer.passages import NumberedPassages
+from attest_settings import ANSWER_JUDGE_CALIBRATED
 from grounding.checks import answers_what_is_asked, asked_for, numbers_in, question_vetoes, short_answer_supplies
 from grounding.claims import Claim, SplitAnswer, answer_statement, split_claims
 from grounding.evidence import Evidence, EvidencePool, Passage
@@ -50,9 +51,6 @@ CitationStatus = Literal["ok", "corrected", "added", "unsupported", "none"]
 # name what the question asks for (and, where the answer judge is on, be stated as the answer by the passages);
 # @4: the short answer is verified as the answer to the question (question + short answer, one statement)
 PROMPT_VERSION = "grounding@4"
-# The judge models the answer judge's thresholds (ANSWER_JUDGE_THRESHOLDS) were measured for; the 0.5B's
-# P(yes) never reached 0.5 on 82 replayed answers (README), so under them it would decline nearly everything.
-ANSWER_JUDGE_CALIBRATED = ("qwen2.5-coder-1.5b",)
 log = logging.getLogger(__name__)
 
 # What the user reads for each decision that does not show the model's text, and the notices beside it.
