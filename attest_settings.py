@@ -21,9 +21,9 @@ from pydantic_settings import (
 # The risk levels a question may be asked at, named once: the HTTP schema and the CLI options take them
 # from here, and grounding's calibration holds one threshold for each.
 Risk = Literal["low", "high"]
-# The answer judge's P(yes) threshold per risk level: low risk is the permissive one (README, issue 13's
-# threshold sweep on HotpotQA dev).
-ANSWER_JUDGE_THRESHOLDS: dict[str, float] = {"low": 0.5, "high": 0.7}
+# The answer judge's P(yes) threshold per risk level, for its prompt answer-judge@2: low risk is the
+# permissive one (README, issue 13: served answers replayed, benchmarks/answer_judge_replay.py).
+ANSWER_JUDGE_THRESHOLDS: dict[str, float] = {"low": 0.5, "high": 0.6}
 # The judge models those thresholds were measured for: the 0.5B's P(yes) never reached 0.5 on 82 replayed
 # answers (README), so under them it would decline nearly everything (the Grounder warns at start).
 ANSWER_JUDGE_CALIBRATED = ("qwen2.5-coder-1.5b",)

@@ -1,0 +1,188 @@
+"""Replays the answers attest served in answers_dev runs through forms of the answer judge's prompt (no answer
+model): which form best tells an answer the sources state from one they do not? (not run by the tests)
+
+    python benchmarks/answer_judge_replay.py --data-dir /tmp/adev --out scores.json \
+        benchmarks/outputs/answers_dev-low-0-49-v1.json benchmarks/outputs/answers_dev-low-0-49-v2.json
+
+Each served answer (decision served or repaired at risk low) is put to the judge as the server puts it
+(grounding/decide.py ``_answer_check``): the short answer, when one was served, then the served sentences,
+against the passages they cite (all the retrieved ones when they cite none), retrieved again from the same
+index. Labels: an answer served from the ``absent`` collection or to a demo question with no answer is
+wrong (the sources do not state the answer); one from ``present`` is right when it contains the reference
+(the demo's answerable questions have no reference and are left out).
+Reported per form: AUROC (right vs wrong), and at each threshold how many wrong answers would still be
+served and how many right ones kept. Questions 0-49 were the ones the judge's threshold was chosen on; a form
+chosen here must be measured on others (50-99).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from answers_dev import ensure_index, load  # noqa: E402
+from grounding.judge import answer_prompt  # noqa: E402
+
+MARKER = re.compile(r"\s*\[(\d+)\]")
+
+
+def _documents(documents: list[str]) -> str:
+    return "\n".join(f"[{i}] {text.strip()}" for i, text in enumerate(documents, start=1))
+
+
+ANSWER_QUESTION_V1 = "Do the documents state that the proposed answer is the answer to the question? Answer Yes or No."
+
+
+def form_v1(documents, question, answer):
+    """answer-judge@1, the form shipped before stop 26."""
+    return (f"Documents:\n{_documents(documents)}\n\nQuestion: {question.strip()}\nProposed answer: {answer.strip()}"
+            f"\n\n{ANSWER_QUESTION_V1}")
+
+
+def form_shipped(documents, question, answer):
+    """What the server asks now (grounding/judge.py ``answer_prompt``)."""
+    return answer_prompt(documents, question, answer)
+
+
+def form_answerable(documents, question, answer):
+    """The answer left out: do the documents hold the answer to the question at all?"""
+    return (f"Documents:\n{_documents(documents)}\n\nQuestion: {question.strip()}\n\n"
+            "Do the documents contain the information needed to answer this question? Answer Yes or No.")
+
+
+def form_answer_first(documents, question, answer):
+    return (f"Question: {question.strip()}\nProposed answer: {answer.strip()}\n\nDocuments:\n{_documents(documents)}"
+            f"\n\n{ANSWER_QUESTION_V1}")
+
+
+FORMS = {"answer-judge@1": form_v1, "shipped": form_shipped, "answerable": form_answerable,
+         "answer_first": form_answer_first}
+
+SELF_ANSWER_SYSTEM = "You answer questions only from the documents you are given."
+
+
+def self_answer(judge, documents: list[str], question: str, served: str) -> tuple[float, str, int]:
+    """The judge answers the question itself, in a few words from the documents or "unknown"; the score is
+    the share of its answer's words that the served answer holds (0 when it says unknown)."""
+    from answers_dev import normalise
+
+    prompt = (f"<|im_start|>system\n{SELF_ANSWER_SYSTEM}<|im_end|>\n<|im_start|>user\nDocuments:\n"
+              f"{_documents(documents)}\n\nQuestion: {question.strip()}\n\nReply with only the words of the "
+              "documents that answer the question (a name, date, number or short phrase). If the documents do not "
+              "state the answer, reply: unknown<|im_end|>\n<|im_start|>assistant\n")
+    llama = judge.loaded.llama
+    with judge.loaded.lock:
+        out = llama.create_completion(prompt, max_tokens=24, temperature=0.0, stop=["<|im_end|>", "\n"])
+    text = out["choices"][0]["text"].strip()
+    words = normalise(text).split()
+    if not words or "unknown" in words:
+        return 0.0, text, out["usage"]["prompt_tokens"]
+    held = set(normalise(served).split())
+    return round(sum(w in held for w in words) / len(words), 4), text, out["usage"]["prompt_tokens"]
+
+
+def served_rows(paths: list[Path], cases: list[dict]) -> list[dict]:
+    """Every distinct answer shown at risk low, labelled, with the judge's input rebuilt from the row."""
+    seen, rows = set(), []
+    for path in paths:
+        for row in json.loads(path.read_text()):
+            if row.get("risk") != "low" or row.get("declined") or "error" in row or not row.get("answer"):
+                continue
+            if row["collection"] == "demo" and row.get("answerable"):
+                continue  # no reference to label it by
+            key = (row["question"], row["collection"], row["answer"])
+            if key in seen:
+                continue
+            seen.add(key)
+            check = row.get("answer_check") or {}
+            sentences = MARKER.sub("", row["answer"]).strip()
+            short = row.get("short_answer") if check.get("short_answer_supported") else None
+            rows.append({"index": row["index"], "question": row["question"], "collection": row["collection"],
+                         "served": f"{short}. {sentences}" if short else sentences,
+                         "cited": sorted({int(n) for n in MARKER.findall(row["answer"])}),
+                         "right": bool(row.get("correct")) if row["collection"] == "present" else False,
+                         "recorded_p": check.get("judge_p"), "source": path.name})
+    return rows
+
+
+def report(rows: list[dict], forms: list[str], thresholds: list[float]) -> list[str]:
+    from sklearn.metrics import roc_auc_score
+
+    labels = [r["right"] for r in rows]
+    right, wrong = sum(labels), len(labels) - sum(labels)
+    lines = [f"{len(rows)} served answers: {right} right, {wrong} wrong"]
+    for form in forms:
+        scores = [r["p"][form] for r in rows]
+        auroc = roc_auc_score(labels, scores) if 0 < right < len(labels) else float("nan")
+        cells = []
+        for t in thresholds:
+            kept = sum(1 for r, s in zip(rows, scores) if s >= t and r["right"])
+            leaked = sum(1 for r, s in zip(rows, scores) if s >= t and not r["right"])
+            cells.append(f"{t:g}: {kept}/{right} right, {leaked}/{wrong} wrong")
+        tokens = sorted(r["tokens"][form] for r in rows)
+        lines.append(f"| {form} | AUROC {auroc:.3f} | prompt tokens median {tokens[len(tokens) // 2]} | "
+                     + " | ".join(cells) + " |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("outputs", nargs="+", type=Path, help="answers_dev output files")
+    parser.add_argument("--data-dir", type=Path, required=True, help="answers_dev's index (built if missing)")
+    parser.add_argument("--forms", default=",".join(FORMS), help=f"of {', '.join(FORMS)}, self_answer")
+    parser.add_argument("--thresholds", default="0.3,0.4,0.5,0.6,0.7")
+    parser.add_argument("--out", type=Path, help="per-answer P(yes) of each form, as JSON (resumed if present)")
+    args = parser.parse_args()
+    forms = args.forms.split(",")
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+
+    from attest_settings import Settings
+    from grounding.verifier import build_judge
+    from retrieval.search import Retriever
+    from retrieval.store import open_store
+
+    settings = Settings(data_dir=args.data_dir)
+    absent, present, cases = load(100, 0)
+    ensure_index(args.data_dir, absent, present)
+    retriever = Retriever(settings, open_store(settings))
+    judge = build_judge(settings)
+    rows = served_rows(args.outputs, cases)
+    done = {(r["question"], r["collection"], r["served"]): r for r in
+            (json.loads(args.out.read_text()) if args.out and args.out.exists() else [])}
+    for row in rows:
+        old = done.get((row["question"], row["collection"], row["served"])) or {}
+        row["p"], row["tokens"] = old.get("p", {}), old.get("tokens", {})
+        if "self_answer" in old:
+            row["self_answer"] = old["self_answer"]
+    started = time.perf_counter()
+    for n, row in enumerate(rows):
+        missing = [f for f in forms if f not in row["p"]]
+        if not missing:
+            continue
+        hits = retriever.search(row["question"], row["collection"], settings.answer_passages).hits
+        read = [h.text for i, h in enumerate(hits, start=1) if i in row["cited"]] or [h.text for h in hits]
+        for form in missing:
+            if form == "self_answer":
+                row["p"][form], row["self_answer"], row["tokens"][form] = self_answer(judge, read, row["question"],
+                                                                                      row["served"])
+                continue
+            row["p"][form] = round(judge.p_yes(FORMS[form](read, row["question"], row["served"])), 4)
+            row["tokens"][form] = judge.last_call.prompt_tokens
+        print(f"{n + 1}/{len(rows)} {time.perf_counter() - started:.0f} s {row['right']} {row['p']}", flush=True)
+        if args.out:
+            args.out.write_text(json.dumps(rows, indent=1))
+    print("\n".join(report(rows, forms, thresholds)))
+
+
+if __name__ == "__main__":
+    main()
