@@ -8,8 +8,9 @@ Each served answer (decision served or repaired at risk low) is put to the judge
 (grounding/decide.py ``_answer_check``): the short answer, when one was served, then the served sentences,
 against the passages they cite (all the retrieved ones when they cite none), retrieved again from the same
 index. Labels: an answer served from the ``absent`` collection or to a demo question with no answer is
-wrong (the sources do not state the answer); one from ``present`` is right when it contains the reference
-(the demo's answerable questions have no reference and are left out).
+wrong (the sources do not state the answer); one from ``present`` is right when it contains the reference.
+The demo's answerable questions have sentence references, not spans: their answers are replayed only with
+``--labels`` (hand labels, benchmarks/outputs/demo-answer-labels.json).
 Reported per form: AUROC (right vs wrong), and at each threshold how many wrong answers would still be
 served and how many right ones kept. Questions 0-49 were the ones the judge's threshold was chosen on; a form
 chosen here must be measured on others (50-99).
@@ -91,14 +92,16 @@ def self_answer(judge, documents: list[str], question: str, served: str) -> tupl
     return round(sum(w in held for w in words) / len(words), 4), text, out["usage"]["prompt_tokens"]
 
 
-def served_rows(paths: list[Path], cases: list[dict]) -> list[dict]:
-    """Every distinct answer shown at risk low, labelled, with the judge's input rebuilt from the row."""
-    seen, rows = set(), []
+def served_rows(paths: list[Path], cases: list[dict], labels: dict | None = None) -> list[dict]:
+    """Every distinct answer shown at risk low, labelled, with the judge's input rebuilt from the row.
+    ``labels`` ((question, served answer) -> right) labels the demo's answerable questions' answers."""
+    seen, rows, labels = set(), [], labels or {}
     for path in paths:
         for row in json.loads(path.read_text()):
             if row.get("risk") != "low" or row.get("declined") or "error" in row or not row.get("answer"):
                 continue
-            if row["collection"] == "demo" and row.get("answerable"):
+            labelled = labels.get((row["question"], row["answer"]))
+            if row["collection"] == "demo" and row.get("answerable") and labelled is None:
                 continue  # no reference to label it by
             key = (row["question"], row["collection"], row["answer"])
             if key in seen:
@@ -110,7 +113,8 @@ def served_rows(paths: list[Path], cases: list[dict]) -> list[dict]:
             rows.append({"index": row["index"], "question": row["question"], "collection": row["collection"],
                          "served": f"{short}. {sentences}" if short else sentences,
                          "cited": sorted({int(n) for n in MARKER.findall(row["answer"])}),
-                         "right": bool(row.get("correct")) if row["collection"] == "present" else False,
+                         "right": (bool(row.get("correct")) if row["collection"] == "present"
+                                   else bool(labelled)),
                          "recorded_p": check.get("judge_p"), "source": path.name})
     return rows
 
@@ -142,6 +146,8 @@ def main() -> None:
     parser.add_argument("--forms", default=",".join(FORMS), help=f"of {', '.join(FORMS)}, self_answer")
     parser.add_argument("--thresholds", default="0.3,0.4,0.5,0.6,0.7")
     parser.add_argument("--out", type=Path, help="per-answer P(yes) of each form, as JSON (resumed if present)")
+    parser.add_argument("--labels", type=Path, help="hand labels of demo answers (benchmarks/outputs/"
+                                                    "demo-answer-labels.json): those answers are replayed too")
     args = parser.parse_args()
     forms = args.forms.split(",")
     thresholds = [float(t) for t in args.thresholds.split(",")]
@@ -156,7 +162,9 @@ def main() -> None:
     ensure_index(args.data_dir, absent, present)
     retriever = Retriever(settings, open_store(settings))
     judge = build_judge(settings)
-    rows = served_rows(args.outputs, cases)
+    labels = ({(x["question"], x["answer"]): x["right"] for x in json.loads(args.labels.read_text())["labels"]}
+              if args.labels else None)
+    rows = served_rows(args.outputs, cases, labels)
     done = {(r["question"], r["collection"], r["served"]): r for r in
             (json.loads(args.out.read_text()) if args.out and args.out.exists() else [])}
     for row in rows:

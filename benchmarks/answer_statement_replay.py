@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True, help="answers_dev's index (built if missing)")
     parser.add_argument("--out", type=Path, help="per-row scores as JSON")
     parser.add_argument("--judge", action="store_true",
-                        help="also ask the answer judge (the 1.5B, answer-judge@1) about each short answer")
+                        help="also ask the answer judge (the 1.5B, the shipped answer_prompt) about each short answer")
     parser.add_argument("--judge-passages", choices=("all", "cited"), default="all",
                         help="the judge reads every passage the model read, or only those its draft cites "
                              "(all of them when it cites none)")
