@@ -74,7 +74,8 @@ SELF_ANSWER_SYSTEM = "You answer questions only from the documents you are given
 
 def self_answer(judge, documents: list[str], question: str, served: str) -> tuple[float, str, int]:
     """The judge answers the question itself, in a few words from the documents or "unknown"; the score is
-    the share of its answer's words that the served answer holds (0 when it says unknown)."""
+    the share of its answer's words that the served answer holds (0 when it says unknown). Measured in stop 26
+    and not shipped: it says "unknown" to right answers too (README)."""
     from answers_dev import normalise
 
     prompt = (f"<|im_start|>system\n{SELF_ANSWER_SYSTEM}<|im_end|>\n<|im_start|>user\nDocuments:\n"
@@ -92,7 +93,7 @@ def self_answer(judge, documents: list[str], question: str, served: str) -> tupl
     return round(sum(w in held for w in words) / len(words), 4), text, out["usage"]["prompt_tokens"]
 
 
-def served_rows(paths: list[Path], cases: list[dict], labels: dict | None = None) -> list[dict]:
+def served_rows(paths: list[Path], labels: dict | None = None) -> list[dict]:
     """Every distinct answer shown at risk low, labelled, with the judge's input rebuilt from the row.
     ``labels`` ((question, served answer) -> right) labels the demo's answerable questions' answers."""
     seen, rows, labels = set(), [], labels or {}
@@ -158,13 +159,13 @@ def main() -> None:
     from retrieval.store import open_store
 
     settings = Settings(data_dir=args.data_dir)
-    absent, present, cases = load(100, 0)
+    absent, present, _ = load(100, 0)
     ensure_index(args.data_dir, absent, present)
     retriever = Retriever(settings, open_store(settings))
     judge = build_judge(settings)
     labels = ({(x["question"], x["answer"]): x["right"] for x in json.loads(args.labels.read_text())["labels"]}
               if args.labels else None)
-    rows = served_rows(args.outputs, cases, labels)
+    rows = served_rows(args.outputs, labels)
     done = {(r["question"], r["collection"], r["served"]): r for r in
             (json.loads(args.out.read_text()) if args.out and args.out.exists() else [])}
     for row in rows:
