@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -32,41 +31,29 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from answers_dev import ensure_index, load  # noqa: E402
-from grounding.judge import answer_prompt  # noqa: E402
-
-MARKER = re.compile(r"\s*\[(\d+)\]")
-
-
-def _documents(documents: list[str]) -> str:
-    return "\n".join(f"[{i}] {text.strip()}" for i, text in enumerate(documents, start=1))
-
+from grounding.claims import markers, strip_markers  # noqa: E402
+from grounding.judge import answer_prompt, numbered  # noqa: E402
 
 ANSWER_QUESTION_V1 = "Do the documents state that the proposed answer is the answer to the question? Answer Yes or No."
 
 
 def form_v1(documents, question, answer):
     """answer-judge@1, the form shipped before stop 26."""
-    return (f"Documents:\n{_documents(documents)}\n\nQuestion: {question.strip()}\nProposed answer: {answer.strip()}"
-            f"\n\n{ANSWER_QUESTION_V1}")
-
-
-def form_shipped(documents, question, answer):
-    """What the server asks now (grounding/judge.py ``answer_prompt``)."""
-    return answer_prompt(documents, question, answer)
+    return answer_prompt(documents, question, answer, instruction=ANSWER_QUESTION_V1)
 
 
 def form_answerable(documents, question, answer):
     """The answer left out: do the documents hold the answer to the question at all?"""
-    return (f"Documents:\n{_documents(documents)}\n\nQuestion: {question.strip()}\n\n"
+    return (f"Documents:\n{numbered(documents)}\n\nQuestion: {question.strip()}\n\n"
             "Do the documents contain the information needed to answer this question? Answer Yes or No.")
 
 
 def form_answer_first(documents, question, answer):
-    return (f"Question: {question.strip()}\nProposed answer: {answer.strip()}\n\nDocuments:\n{_documents(documents)}"
+    return (f"Question: {question.strip()}\nProposed answer: {answer.strip()}\n\nDocuments:\n{numbered(documents)}"
             f"\n\n{ANSWER_QUESTION_V1}")
 
 
-FORMS = {"answer-judge@1": form_v1, "shipped": form_shipped, "answerable": form_answerable,
+FORMS = {"answer-judge@1": form_v1, "shipped": answer_prompt, "answerable": form_answerable,
          "answer_first": form_answer_first}
 
 SELF_ANSWER_SYSTEM = "You answer questions only from the documents you are given."
@@ -79,7 +66,7 @@ def self_answer(judge, documents: list[str], question: str, served: str) -> tupl
     from answers_dev import normalise
 
     prompt = (f"<|im_start|>system\n{SELF_ANSWER_SYSTEM}<|im_end|>\n<|im_start|>user\nDocuments:\n"
-              f"{_documents(documents)}\n\nQuestion: {question.strip()}\n\nReply with only the words of the "
+              f"{numbered(documents)}\n\nQuestion: {question.strip()}\n\nReply with only the words of the "
               "documents that answer the question (a name, date, number or short phrase). If the documents do not "
               "state the answer, reply: unknown<|im_end|>\n<|im_start|>assistant\n")
     llama = judge.loaded.llama
@@ -109,11 +96,11 @@ def served_rows(paths: list[Path], labels: dict | None = None) -> list[dict]:
                 continue
             seen.add(key)
             check = row.get("answer_check") or {}
-            sentences = MARKER.sub("", row["answer"]).strip()
+            sentences = strip_markers(row["answer"])
             short = row.get("short_answer") if check.get("short_answer_supported") else None
             rows.append({"index": row["index"], "question": row["question"], "collection": row["collection"],
                          "served": f"{short}. {sentences}" if short else sentences,
-                         "cited": sorted({int(n) for n in MARKER.findall(row["answer"])}),
+                         "cited": sorted(set(markers(row["answer"]))),
                          "right": (bool(row.get("correct")) if row["collection"] == "present"
                                    else bool(labelled)),
                          "recorded_p": check.get("judge_p"), "source": path.name})

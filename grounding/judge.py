@@ -45,18 +45,22 @@ ANSWER_QUESTION = ("Answer Yes only if a document explicitly gives the proposed 
                    "Answer Yes or No.")
 
 
-def answer_prompt(documents: list[str], question: str, answer: str) -> str:
+def numbered(texts: list[str]) -> str:
+    """Texts as the judge reads them: one a line, numbered from [1] like the answer's citations."""
+    return "\n".join(f"[{i}] {text.strip()}" for i, text in enumerate(texts, start=1))
+
+
+def answer_prompt(documents: list[str], question: str, answer: str, instruction: str = ANSWER_QUESTION) -> str:
     """The answer-level question: the whole answer against the passages the model read (not claim by claim),
-    so that true words in the wrong relation ("Ramos chaired the final" for "Who won?") are caught."""
-    lines = "\n".join(f"[{i}] {text.strip()}" for i, text in enumerate(documents, start=1))
-    return (f"Documents:\n{lines}\n\nQuestion: {question.strip()}\nProposed answer: {answer.strip()}\n\n"
-            f"{ANSWER_QUESTION}")
+    so that true words in the wrong relation ("Ramos chaired the final" for "Who won?") are caught.
+    ``instruction`` is the closing yes/no question (another wording is for benchmarks/answer_judge_replay.py)."""
+    return (f"Documents:\n{numbered(documents)}\n\nQuestion: {question.strip()}\nProposed answer: "
+            f"{answer.strip()}\n\n{instruction}")
 
 
 def evidence_block(evidence: list[str]) -> str:
     """The shared first part of every prompt for one answer: numbered evidence sentences."""
-    lines = [f"[{i}] {text.strip()}" for i, text in enumerate(evidence, start=1)]
-    return "Evidence:\n" + "\n".join(lines)
+    return "Evidence:\n" + numbered(evidence)
 
 
 def chat_prefix(evidence_text: str) -> str:
