@@ -16,19 +16,11 @@ split-and-embed work is not done twice.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from answer.passages import NumberedPassages
 from answer.prompts import PassageView
 from grounding.evidence import EvidencePool, Passage
-
-GAP = "..."
-# A sentence that leans on the one before it: a pronoun or demonstrative opening, or a connective.
-_NEEDS_CONTEXT = re.compile(
-    r"^(it|its|this|that|these|those|they|their|them|he|she|his|her|such|the latter|the former|both|"
-    r"however|therefore|thus|also|in addition|additionally|as a result|instead)\b", re.IGNORECASE)
 
 
 def condensed_views(question: str, question_vector, passages: NumberedPassages, encoder, keep: int,
@@ -39,39 +31,5 @@ def condensed_views(question: str, question_vector, passages: NumberedPassages, 
     if keep <= 0 or not len(passages):
         return whole
     pool = EvidencePool.build([Passage.from_hit(n, h) for n, h in passages.numbered()], encoder, threads=threads)
-    scores = pool.scores(question, np.asarray(question_vector, dtype=np.float32))
-    by_passage: dict[int, list[int]] = {}
-    for index, sentence in enumerate(pool.sentences):
-        by_passage.setdefault(sentence.passage, []).append(index)
-
-    views = []
-    for view in whole:
-        indices = by_passage.get(view.number, [])
-        if len(indices) <= keep:  # short already: nothing to leave out
-            views.append(view)
-            continue
-        best = sorted(indices, key=lambda i: -scores[i])[:keep]
-        chosen = set(best)
-        for i in best:
-            position = pool.sentences[i].position
-            if position > 0 and _NEEDS_CONTEXT.match(pool.sentences[i].text):
-                chosen.add(indices[position - 1])
-        views.append(PassageView(view.number, view.source, view.page, _join(pool, indices, chosen)))
-    return views
-
-
-def _join(pool: EvidencePool, indices: list[int], chosen: set[int]) -> str:
-    """Kept sentences in reading order, a gap marker wherever sentences were left out."""
-    parts: list[str] = []
-    previous = -1
-    for i in indices:
-        if i not in chosen:
-            continue
-        position = pool.sentences[i].position
-        if position != previous + 1:
-            parts.append(GAP)
-        parts.append(pool.sentences[i].text)
-        previous = position
-    if previous != pool.sentences[indices[-1]].position:
-        parts.append(GAP)
-    return " ".join(parts)
+    texts = pool.condensed(pool.scores(question, np.asarray(question_vector, dtype=np.float32)), keep)
+    return [PassageView(v.number, v.source, v.page, texts.get(v.number, v.text)) for v in whole]

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from answers_dev import ensure_index, load  # noqa: E402
 from grounding.claims import markers, strip_markers  # noqa: E402
+from grounding.evidence import Passage, condensed_for  # noqa: E402
 from grounding.judge import answer_prompt, numbered  # noqa: E402
 
 ANSWER_QUESTION_V1 = "Do the documents state that the proposed answer is the answer to the question? Answer Yes or No."
@@ -55,6 +56,9 @@ def form_answer_first(documents, question, answer):
 
 FORMS = {"answer-judge@1": form_v1, "shipped": answer_prompt, "answerable": form_answerable,
          "answer_first": form_answer_first}
+# The shipped prompt over each passage cut to its N sentences best matching the question and the served answer,
+# as grounding_answer_judge_sentences=N has the server do (grounding/evidence.py condensed_for).
+CUT_FORMS = {f"cut{n}": n for n in (1, 2, 3, 4, 6)}
 
 SELF_ANSWER_SYSTEM = "You answer questions only from the documents you are given."
 
@@ -122,7 +126,9 @@ def report(rows: list[dict], forms: list[str], thresholds: list[float]) -> list[
             leaked = sum(1 for r, s in zip(rows, scores) if s >= t and not r["right"])
             cells.append(f"{t:g}: {kept}/{right} right, {leaked}/{wrong} wrong")
         tokens = sorted(r["tokens"][form] for r in rows)
-        lines.append(f"| {form} | AUROC {auroc:.3f} | prompt tokens median {tokens[len(tokens) // 2]} | "
+        seconds = sorted(r["seconds"][form] for r in rows if form in r.get("seconds", {}))
+        timed = f"judge s median {seconds[len(seconds) // 2]:.2f} ({len(seconds)} timed)" if seconds else "not timed"
+        lines.append(f"| {form} | AUROC {auroc:.3f} | prompt tokens median {tokens[len(tokens) // 2]} | {timed} | "
                      + " | ".join(cells) + " |")
     return lines
 
@@ -131,7 +137,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("outputs", nargs="+", type=Path, help="answers_dev output files")
     parser.add_argument("--data-dir", type=Path, required=True, help="answers_dev's index (built if missing)")
-    parser.add_argument("--forms", default=",".join(FORMS), help=f"of {', '.join(FORMS)}, self_answer")
+    parser.add_argument("--forms", default=",".join(FORMS),
+                        help=f"of {', '.join(FORMS)}, {', '.join(CUT_FORMS)}, self_answer")
     parser.add_argument("--thresholds", default="0.3,0.4,0.5,0.6,0.7")
     parser.add_argument("--out", type=Path, help="per-answer P(yes) of each form, as JSON (resumed if present)")
     parser.add_argument("--labels", type=Path, help="hand labels of demo answers (benchmarks/outputs/"
@@ -142,6 +149,7 @@ def main() -> None:
 
     from attest_settings import Settings
     from grounding.verifier import build_judge
+    from retrieval.dense import get_dense_encoder
     from retrieval.search import Retriever
     from retrieval.store import open_store
 
@@ -150,6 +158,7 @@ def main() -> None:
     ensure_index(args.data_dir, absent, present)
     retriever = Retriever(settings, open_store(settings))
     judge = build_judge(settings)
+    encoder = get_dense_encoder()
     labels = ({(x["question"], x["answer"]): x["right"] for x in json.loads(args.labels.read_text())["labels"]}
               if args.labels else None)
     rows = served_rows(args.outputs, labels)
@@ -160,20 +169,31 @@ def main() -> None:
         row["p"], row["tokens"] = old.get("p", {}), old.get("tokens", {})
         if "self_answer" in old:
             row["self_answer"] = old["self_answer"]
+        if "seconds" in old:
+            row["seconds"] = old["seconds"]
     started = time.perf_counter()
     for n, row in enumerate(rows):
         missing = [f for f in forms if f not in row["p"]]
         if not missing:
             continue
         hits = retriever.search(row["question"], row["collection"], settings.answer_passages).hits
-        read = [h.text for i, h in enumerate(hits, start=1) if i in row["cited"]] or [h.text for h in hits]
+        passages = [Passage.from_hit(i, h) for i, h in enumerate(hits, start=1)]
+        passages = [p for p in passages if p.number in row["cited"]] or passages
+        read = [p.text for p in passages]
+        row.setdefault("seconds", {})
         for form in missing:
+            t = time.perf_counter()
             if form == "self_answer":
                 row["p"][form], row["self_answer"], row["tokens"][form] = self_answer(judge, read, row["question"],
                                                                                       row["served"])
-                continue
-            row["p"][form] = round(judge.p_yes(FORMS[form](read, row["question"], row["served"])), 4)
-            row["tokens"][form] = judge.last_call.prompt_tokens
+            elif form in CUT_FORMS:
+                cut = condensed_for(f"{row['question']} {row['served']}", passages, encoder, CUT_FORMS[form])
+                row["p"][form] = round(judge.p_yes(answer_prompt([cut[p.number] for p in passages],
+                                                                 row["question"], row["served"])), 4)
+            else:
+                row["p"][form] = round(judge.p_yes(FORMS[form](read, row["question"], row["served"])), 4)
+            row["tokens"].setdefault(form, judge.last_call.prompt_tokens)
+            row["seconds"][form] = round(time.perf_counter() - t, 3)
         print(f"{n + 1}/{len(rows)} {time.perf_counter() - started:.0f} s {row['right']} {row['p']}", flush=True)
         if args.out:
             args.out.write_text(json.dumps(rows, indent=1))

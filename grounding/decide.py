@@ -41,8 +41,9 @@ from answer.passages import NumberedPassages
 from attest_settings import ANSWER_JUDGE_CALIBRATED
 from grounding.checks import answers_what_is_asked, asked_for, numbers_in, question_vetoes, short_answer_supplies
 from grounding.claims import Claim, SplitAnswer, answer_statement, split_claims
-from grounding.evidence import Evidence, EvidencePool, Passage
-from grounding.judge import PROMPT_VERSION as JUDGE_PROMPT_VERSION, answer_prompt, evidence_block
+from grounding.evidence import Evidence, EvidencePool, Passage, condensed_for
+from grounding.judge import ANSWER_PROMPT_VERSION, answer_prompt, evidence_block
+from grounding.judge import PROMPT_VERSION as JUDGE_PROMPT_VERSION
 from grounding.verifier import ClaimScorer, ScoreItem, Scored
 
 Decision = Literal["served", "repaired", "rejected", "queued_for_review"]
@@ -333,10 +334,20 @@ class Grounder:
         return result
 
     def _record(self, result: GroundedAnswer, answer, attempt: int) -> None:
+        result.prompt_version = self._prompt_version(result)
         self.store.record(result.request_id, result.claims, result.decision, result.risk, result.model,
-                          f"{PROMPT_VERSION}+{JUDGE_PROMPT_VERSION}" if self.scorer.loaded_judge(result.risk)
-                          else PROMPT_VERSION,
-                          attempt=attempt)
+                          result.prompt_version, attempt=attempt)
+
+    def _prompt_version(self, result: GroundedAnswer) -> str:
+        """The prompts whose judgements decided ``result``: the checks', the judge's claim prompt where it scored
+        claims, and the answer judge's where it read the answer (with how many sentences a passage it read)."""
+        parts = [PROMPT_VERSION]
+        if self.scorer.loaded_judge(result.risk):
+            parts.append(JUDGE_PROMPT_VERSION)
+        if result.answer_check is not None and result.answer_check.judge_p is not None:
+            cut = self.settings.grounding_answer_judge_sentences
+            parts.append(f"{ANSWER_PROMPT_VERSION}/sentences={cut}" if cut else ANSWER_PROMPT_VERSION)
+        return "+".join(parts)
 
     def _attempt(self, question: str, answer, passages: list[Passage], risk: str, threshold: float,
                  review: bool = False) -> GroundedAnswer:
@@ -431,22 +442,28 @@ class Grounder:
         if check.short_answer_supported:
             served = f"{short}. {served}"
         read = self._judge_passages(passages, sentences, short_verdict if check.short_answer_supported else None)
-        check.judge_p = round(judge.p_yes(answer_prompt(read, question, served)), 4)
+        texts = [p.text for p in read]
+        if self.settings.grounding_answer_judge_sentences:  # the sentences that matter: the judge's prefill shrinks
+            cut = condensed_for(f"{question} {served}", read, self.encoder,
+                                self.settings.grounding_answer_judge_sentences, self.settings.grounding_threads)
+            texts = [cut[p.number] for p in read]
+        check.judge_p = round(judge.p_yes(answer_prompt(texts, question, served)), 4)
         check.threshold = self.settings.grounding_answer_judge_thresholds[risk]
         check.answers = check.judge_p >= check.threshold
         timings["answer_judge_ms"] = _ms(time.perf_counter() - t)
         return check
 
-    def _judge_passages(self, passages: list[Passage], sentences: list, short_verdict: ClaimVerdict | None) -> list[str]:
+    def _judge_passages(self, passages: list[Passage], sentences: list,
+                        short_verdict: ClaimVerdict | None) -> list[Passage]:
         """What the answer judge reads: every passage the model read, or (``grounding_answer_judge_passages``
         "cited") only those the served sentences and the short answer cite after grounding's corrections, in
         the model's order. The judge's cost is its prefill, so fewer passages make it proportionally cheaper."""
         if self.settings.grounding_answer_judge_passages == "all":
-            return [p.text for p in passages]
+            return list(passages)
         cited = {c.passage for s in sentences for c in s.citations}
         if short_verdict is not None:
             cited |= set(short_verdict.supporting_passages)
-        return [p.text for p in passages if p.number in cited] or [p.text for p in passages]
+        return [p for p in passages if p.number in cited] or list(passages)
 
     def _still_answers(self, question: str, split: SplitAnswer, verdicts: list[ClaimVerdict], bad: set[int]) -> bool:
         """What remains after removing ``bad`` sentences still answers the question: its best match to the

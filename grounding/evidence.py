@@ -27,6 +27,11 @@ _CACHE_SIZE = 20_000  # sentence embeddings kept (about 30 MB)
 _EMBEDDINGS: "OrderedDict[str, np.ndarray]" = OrderedDict()
 _cache_lock = threading.Lock()
 _PARAGRAPH = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*•#|]|\d+[.)]\s))")
+GAP = "..."  # where a condensed passage leaves sentences out
+# A sentence that leans on the one before it: a pronoun or demonstrative opening, or a connective.
+_NEEDS_CONTEXT = re.compile(
+    r"^(it|its|this|that|these|those|they|their|them|he|she|his|her|such|the latter|the former|both|"
+    r"however|therefore|thus|also|in addition|additionally|as a result|instead)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -175,6 +180,41 @@ class EvidencePool:
             picked.append(EvidenceSentence(s.passage, s.chunk_id, s.position, s.text, float(sims[i])))
         return Evidence(picked)
 
+    def condensed(self, scores: np.ndarray, keep: int) -> dict[int, str]:
+        """Each passage cut to its ``keep`` best-scoring sentences, plus the sentence before a kept one that
+        opens with a reference back ("It", "This", "However"...), so a kept sentence is never cut from what it
+        refers to; in reading order, with "..." where sentences were left out. Passages of ``keep`` sentences
+        or fewer come back whole."""
+        by_passage: dict[int, list[int]] = {}
+        for index, sentence in enumerate(self.sentences):
+            by_passage.setdefault(sentence.passage, []).append(index)
+        out = {number: passage.text for number, passage in self.passages.items()}
+        for number, indices in by_passage.items():
+            if len(indices) <= keep:
+                continue
+            chosen = set(sorted(indices, key=lambda i: -scores[i])[:keep])
+            for i in list(chosen):
+                position = self.sentences[i].position
+                if position > 0 and _NEEDS_CONTEXT.match(self.sentences[i].text):
+                    chosen.add(indices[position - 1])
+            out[number] = self._join(indices, chosen)
+        return out
+
+    def _join(self, indices: list[int], chosen: set[int]) -> str:
+        parts: list[str] = []
+        previous = -1
+        for i in indices:
+            if i not in chosen:
+                continue
+            position = self.sentences[i].position
+            if position != previous + 1:
+                parts.append(GAP)
+            parts.append(self.sentences[i].text)
+            previous = position
+        if previous != self.sentences[indices[-1]].position:
+            parts.append(GAP)
+        return " ".join(parts)
+
     def best_passages(self, claim: str, claim_vector: np.ndarray, exclude: list[int] = (), limit: int = 2) -> list[int]:
         """Passage numbers ordered by their best sentence's match to the claim."""
         sims = self.scores(claim, claim_vector)
@@ -184,3 +224,11 @@ class EvidencePool:
                 continue
             best[s.passage] = max(best.get(s.passage, -1.0), float(sims[i]))
         return [p for p, _ in sorted(best.items(), key=lambda kv: -kv[1])][:limit]
+
+
+def condensed_for(query: str, passages: list[Passage], encoder, keep: int, threads: int = 1) -> dict[int, str]:
+    """Each passage's text cut to its ``keep`` sentences that best match ``query`` (EvidencePool.condensed);
+    the sentence embeddings come from the cache when the passages were read before."""
+    pool = EvidencePool.build(passages, encoder, threads=threads)
+    vector = np.asarray(encoder.encode([query], batch_size=1, threads=threads), dtype=np.float32)[0]
+    return pool.condensed(pool.scores(query, vector), keep)

@@ -638,6 +638,36 @@ def test_the_answer_judge_can_read_only_the_passages_the_served_answer_cites(tmp
     assert read["cited"] < read["all"] / 2, read
 
 
+def test_the_answer_judge_can_read_the_cited_passage_cut_to_the_sentences_that_matter(tmp_path, encoder, hits_for):
+    """ATTEST_GROUNDING_ANSWER_JUDGE_SENTENCES=2: the judge reads the cited passage cut to its two sentences best
+    matching the question and the answer (the one stating it among them), "..." where the rest was; the
+    response's prompt version says which answer-judge prompt and cut decided it."""
+    from grounding.evidence import GAP
+    from grounding.judge import ANSWER_PROMPT_VERSION, answer_prompt
+
+    question = "How many megapixels does the Halden K2 have?"
+    hits = hits_for(question)
+    n = passage_with(hits, "26.1")
+    answer = make_answer(question, hits, [("The Halden K2 has a 26.1 megapixel sensor.", [n])])
+    settings = make_settings(tmp_path, grounding_judge_model="qwen2.5-coder-0.5b",
+                             grounding_answer_judge_risks=["low", "high"],
+                             grounding_answer_judge_thresholds={"low": 0.001}, grounding_answer_judge_sentences=2)
+    grounder = Grounder(settings, encoder=encoder)
+    try:
+        result = grounder.verify(question, answer, hits, risk="low")
+        judge = grounder.scorer.load_judge()
+        cut_tokens = judge.last_call.prompt_tokens
+        llama = judge.loaded.llama
+        prompt_read = llama.detokenize(list(llama.input_ids[: llama.n_tokens])).decode()
+        judge.p_yes(answer_prompt([hits[n - 1].text], question, result.sentences[0].text))  # the passage whole
+    finally:
+        grounder.close()
+    assert result.decision == "served" and result.answer_check.judge_p is not None
+    assert "26.1" in prompt_read and GAP in prompt_read, prompt_read
+    assert cut_tokens < judge.last_call.prompt_tokens, (cut_tokens, judge.last_call.prompt_tokens)
+    assert result.prompt_version.endswith(f"+{ANSWER_PROMPT_VERSION}/sentences=2"), result.prompt_version
+
+
 def test_a_short_answer_of_the_wrong_kind_is_no_answer(grounder, hits_for):
     """"Who ...?" needs a name: a supported phrase that names no one does not answer it."""
     question = "Who is Halden Optics' Data Protection Officer?"
