@@ -182,6 +182,7 @@ def main() -> None:
         read = [p.text for p in passages]
         row.setdefault("seconds", {})
         for form in missing:
+            judge.loaded.llama.n_tokens = 0  # each form prefilled in full, as the server's judge meets a new answer
             t = time.perf_counter()
             if form == "self_answer":
                 row["p"][form], row["self_answer"], row["tokens"][form] = self_answer(judge, read, row["question"],

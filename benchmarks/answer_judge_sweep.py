@@ -10,7 +10,8 @@ declines without regenerating (grounding/decide.py), so an answer is shown at th
 was shown in the run and its P(yes) >= t: one run gives every threshold's outcome, same drafts, no noise
 between them. Prints answers_dev's table, one row per threshold, after the run as it would have been with
 the judge off: every answer the judge read shown, its latency less the judge's own time (``answer_judge_ms``
-in the response's timings).
+in the response's timings). ``--replayed R --form F`` puts another judge form's P(yes) in the recorded one's
+place, from answer_judge_replay's output for the same run (the same drafts, judged as form F would).
 """
 
 from __future__ import annotations
@@ -32,6 +33,22 @@ def at_threshold(row: dict, threshold: float) -> dict:
     return {**row, "shown": False, "declined": True, "correct": False, "em": 0.0, "f1": 0.0}
 
 
+def with_replayed(rows: list[dict], replayed: list[dict], form: str) -> list[dict]:
+    """The run's rows with the judge's P(yes) that ``form`` gave each answer in the replay (matched by question
+    and collection). The replay holds every answer the run showed at low risk, which at the run's threshold
+    under every one is every answer the judge read, less the demo's answerable ones it has no labels for: those
+    keep their recorded P(yes)."""
+    p_of = {(r["question"], r["collection"]): r["p"][form] for r in replayed}
+    out = []
+    for row in rows:
+        check = row.get("answer_check") or {}
+        if check.get("judge_p") is not None and row.get("risk") == "low":
+            p = p_of.get((row["question"], row["collection"]), check["judge_p"])
+            row = {**row, "answer_check": {**check, "judge_p": p}}
+        out.append(row)
+    return out
+
+
 def judge_off(row: dict) -> dict:
     """The row as the judge-off server would have answered it: shown as the run showed it, the judge's time
     taken off (the judge is the last step, so nothing else changes)."""
@@ -43,8 +60,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="an answers_dev --out file")
     parser.add_argument("--thresholds", default="0.3,0.4,0.5,0.55,0.6,0.7")
+    parser.add_argument("--replayed", type=Path, help="answer_judge_replay's --out for this run")
+    parser.add_argument("--form", help="the replayed form whose P(yes) replaces the recorded one")
     args = parser.parse_args()
     rows = json.loads(args.run.read_text())
+    if args.replayed:
+        rows = with_replayed(rows, json.loads(args.replayed.read_text()), args.form)
     recorded = [r["answer_check"]["judge_p"] for r in rows if (r.get("answer_check") or {}).get("judge_p") is not None]
     print(f"{len(rows)} rows, {len(recorded)} with the judge's P(yes)")
     print("\n".join(summarise([judge_off(r) for r in rows], "judge off")))

@@ -607,7 +607,7 @@ def test_the_answer_judge_decides_with_the_threshold_of_the_request_s_risk_level
 
 def test_the_answer_judge_can_read_only_the_passages_the_served_answer_cites(tmp_path, encoder, hits_for):
     """ATTEST_GROUNDING_ANSWER_JUDGE_PASSAGES=cited: the judge's prompt holds the cited passage alone (its
-    prefill, the judge's cost, shrinks); "all": every passage the model read."""
+    prefill, the judge's cost, shrinks); "all": every passage the model read (here read whole, not cut)."""
     from grounding.judge import answer_prompt
 
     question = "How many megapixels does the Halden K2 have?"
@@ -619,7 +619,7 @@ def test_the_answer_judge_can_read_only_the_passages_the_served_answer_cites(tmp
         settings = make_settings(tmp_path / mode, grounding_judge_model="qwen2.5-coder-0.5b",
                                  grounding_answer_judge_risks=["low", "high"],
                                  grounding_answer_judge_thresholds={"low": 0.001},
-                                 grounding_answer_judge_passages=mode)
+                                 grounding_answer_judge_passages=mode, grounding_answer_judge_sentences=0)
         grounder = Grounder(settings, encoder=encoder)
         try:
             results[mode] = grounder.verify(question, answer, hits, risk="low")
