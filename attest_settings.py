@@ -351,9 +351,10 @@ class Settings(BaseSettings):
     # or "all" the passages the model read.
     grounding_answer_judge_passages: Literal["all", "cited"] = "cited"
     # The answer judge reads each of those passages cut to its N sentences that best match the question and the
-    # served answer (grounding/evidence.py EvidencePool.condensed); 0 reads them whole. 2: the judge's time 0.52x
-    # on the demo corpus's answers, AUROC 0.876 / 0.807 / 0.840 against 0.853 / 0.727 / 0.850 whole (README).
-    grounding_answer_judge_sentences: int = Field(default=2, ge=0, le=50)
+    # served answer (grounding/evidence.py EvidencePool.condensed); 0 reads them whole (default). 2: the judge's
+    # time 0.52x on the demo corpus's answers, AUROC about the same (README), but one query for the whole answer
+    # can cut the sentence a second served sentence rests on, and the judge then declines a true answer.
+    grounding_answer_judge_sentences: int = Field(default=0, ge=0, le=50)
     # The model's short answer is verified as the answer to the question ("Who won X?" + "Naomi Osaka"):
     # when it fails, the whole answer is declined (true sentences that do not state what was asked are no
     # answer). Off: a failing short answer is only left out, and the sentences decide alone.
