@@ -32,4 +32,4 @@ def condensed_views(question: str, question_vector, passages: NumberedPassages, 
         return whole
     pool = EvidencePool.build([Passage.from_hit(n, h) for n, h in passages.numbered()], encoder, threads=threads)
     texts = pool.condensed(pool.scores(question, np.asarray(question_vector, dtype=np.float32)), keep)
-    return [PassageView(v.number, v.source, v.page, texts.get(v.number, v.text)) for v in whole]
+    return [PassageView(v.number, v.source, v.page, texts[v.number]) for v in whole]

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from answers_dev import ensure_index, load  # noqa: E402
 from grounding.claims import markers, strip_markers  # noqa: E402
-from grounding.evidence import Passage, condensed_for  # noqa: E402
+from grounding.evidence import Passage, answer_judge_documents  # noqa: E402
 from grounding.judge import answer_prompt, numbered  # noqa: E402
 
 ANSWER_QUESTION_V1 = "Do the documents state that the proposed answer is the answer to the question? Answer Yes or No."
@@ -57,7 +57,7 @@ def form_answer_first(documents, question, answer):
 FORMS = {"answer-judge@1": form_v1, "shipped": answer_prompt, "answerable": form_answerable,
          "answer_first": form_answer_first}
 # The shipped prompt over each passage cut to its N sentences best matching the question and the served answer,
-# as grounding_answer_judge_sentences=N has the server do (grounding/evidence.py condensed_for).
+# as grounding_answer_judge_sentences=N has the server do (grounding/evidence.py answer_judge_documents).
 CUT_FORMS = {f"cut{n}": n for n in (1, 2, 3, 4, 6)}
 
 SELF_ANSWER_SYSTEM = "You answer questions only from the documents you are given."
@@ -187,13 +187,15 @@ def main() -> None:
             if form == "self_answer":
                 row["p"][form], row["self_answer"], row["tokens"][form] = self_answer(judge, read, row["question"],
                                                                                       row["served"])
-            elif form in CUT_FORMS:
-                cut = condensed_for(f"{row['question']} {row['served']}", passages, encoder, CUT_FORMS[form])
-                row["p"][form] = round(judge.p_yes(answer_prompt([cut[p.number] for p in passages],
-                                                                 row["question"], row["served"])), 4)
             else:
-                row["p"][form] = round(judge.p_yes(FORMS[form](read, row["question"], row["served"])), 4)
-            row["tokens"].setdefault(form, judge.last_call.prompt_tokens)
+                if form in CUT_FORMS:
+                    documents = answer_judge_documents(row["question"], row["served"], passages, encoder,
+                                                       CUT_FORMS[form])
+                    prompt = answer_prompt(documents, row["question"], row["served"])
+                else:
+                    prompt = FORMS[form](read, row["question"], row["served"])
+                row["p"][form] = round(judge.p_yes(prompt), 4)
+                row["tokens"][form] = judge.last_call.prompt_tokens
             row["seconds"][form] = round(time.perf_counter() - t, 3)
         print(f"{n + 1}/{len(rows)} {time.perf_counter() - started:.0f} s {row['right']} {row['p']}", flush=True)
         if args.out:

@@ -41,7 +41,7 @@ from answer.passages import NumberedPassages
 from attest_settings import ANSWER_JUDGE_CALIBRATED
 from grounding.checks import answers_what_is_asked, asked_for, numbers_in, question_vetoes, short_answer_supplies
 from grounding.claims import Claim, SplitAnswer, answer_statement, split_claims
-from grounding.evidence import Evidence, EvidencePool, Passage, condensed_for
+from grounding.evidence import Evidence, EvidencePool, Passage, answer_judge_documents
 from grounding.judge import ANSWER_PROMPT_VERSION, answer_prompt, evidence_block
 from grounding.judge import PROMPT_VERSION as JUDGE_PROMPT_VERSION
 from grounding.verifier import ClaimScorer, ScoreItem, Scored
@@ -442,12 +442,10 @@ class Grounder:
         if check.short_answer_supported:
             served = f"{short}. {served}"
         read = self._judge_passages(passages, sentences, short_verdict if check.short_answer_supported else None)
-        texts = [p.text for p in read]
-        if self.settings.grounding_answer_judge_sentences:  # the sentences that matter: the judge's prefill shrinks
-            cut = condensed_for(f"{question} {served}", read, self.encoder,
-                                self.settings.grounding_answer_judge_sentences, self.settings.grounding_threads)
-            texts = [cut[p.number] for p in read]
-        check.judge_p = round(judge.p_yes(answer_prompt(texts, question, served)), 4)
+        documents = answer_judge_documents(question, served, read, self.encoder,
+                                           self.settings.grounding_answer_judge_sentences,
+                                           self.settings.grounding_threads)
+        check.judge_p = round(judge.p_yes(answer_prompt(documents, question, served)), 4)
         check.threshold = self.settings.grounding_answer_judge_thresholds[risk]
         check.answers = check.judge_p >= check.threshold
         timings["answer_judge_ms"] = _ms(time.perf_counter() - t)

@@ -226,9 +226,16 @@ class EvidencePool:
         return [p for p, _ in sorted(best.items(), key=lambda kv: -kv[1])][:limit]
 
 
-def condensed_for(query: str, passages: list[Passage], encoder, keep: int, threads: int = 1) -> dict[int, str]:
-    """Each passage's text cut to its ``keep`` sentences that best match ``query`` (EvidencePool.condensed);
-    the sentence embeddings come from the cache when the passages were read before."""
+def answer_judge_documents(question: str, answer: str, passages: list[Passage], encoder, keep: int,
+                           threads: int = 1) -> list[str]:
+    """What the answer judge reads, in the passages' order (the server's grounding/decide.py and
+    benchmarks/answer_judge_replay.py both call this): each passage whole (``keep`` 0), or cut to its ``keep``
+    sentences best matching the question and the answer (EvidencePool.condensed). The sentence embeddings come
+    from the cache when the passages were read before."""
+    if keep <= 0:
+        return [p.text for p in passages]
     pool = EvidencePool.build(passages, encoder, threads=threads)
+    query = f"{question} {answer}"
     vector = np.asarray(encoder.encode([query], batch_size=1, threads=threads), dtype=np.float32)[0]
-    return pool.condensed(pool.scores(query, vector), keep)
+    cut = pool.condensed(pool.scores(query, vector), keep)
+    return [cut[p.number] for p in passages]
