@@ -27,6 +27,7 @@ _CACHE_SIZE = 20_000  # sentence embeddings kept (about 30 MB)
 _EMBEDDINGS: "OrderedDict[str, np.ndarray]" = OrderedDict()
 _cache_lock = threading.Lock()
 _PARAGRAPH = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*•#|]|\d+[.)]\s))")
+SHORT_PIECE_WORDS = 6  # an answer sentence shorter than this is matched to the passages with the question
 GAP = "..."  # where a condensed passage leaves sentences out
 # A sentence that leans on the one before it: a pronoun or demonstrative opening, or a connective.
 _NEEDS_CONTEXT = re.compile(
@@ -180,11 +181,13 @@ class EvidencePool:
             picked.append(EvidenceSentence(s.passage, s.chunk_id, s.position, s.text, float(sims[i])))
         return Evidence(picked)
 
-    def condensed(self, scores: np.ndarray, keep: int) -> dict[int, str]:
-        """Each passage cut to its ``keep`` best-scoring sentences, plus the sentence before a kept one that
-        opens with a reference back ("It", "This", "However"...), so a kept sentence is never cut from what it
-        refers to; in reading order, with "..." where sentences were left out. Passages of ``keep`` sentences
-        or fewer come back whole."""
+    def condensed(self, scores: np.ndarray, keep: int, must: set[int] = frozenset()) -> dict[int, str]:
+        """Each passage cut to its ``keep`` best-scoring sentences, in reading order with "..." where sentences
+        were left out. Kept as well, beyond ``keep``: the sentences in ``must`` (indices into ``sentences``), a
+        Markdown heading (a few tokens that say what the passage is about; ranked, it would take a slot from a
+        sentence with content), and the sentence before a kept one that opens with a reference back ("It",
+        "This", "However"...), so a kept sentence is never cut from what it refers to. Passages of ``keep``
+        sentences or fewer come back whole."""
         by_passage: dict[int, list[int]] = {}
         for index, sentence in enumerate(self.sentences):
             by_passage.setdefault(sentence.passage, []).append(index)
@@ -192,12 +195,17 @@ class EvidencePool:
         for number, indices in by_passage.items():
             if len(indices) <= keep:
                 continue
-            chosen = set(sorted(indices, key=lambda i: -scores[i])[:keep])
+            headings = {i for i in indices if self.sentences[i].text.startswith("#")}
+            chosen = {i for i in indices if i in must}
+            for i in sorted((i for i in indices if i not in headings), key=lambda i: -scores[i]):
+                if len(chosen) >= keep:
+                    break
+                chosen.add(i)
             for i in list(chosen):
                 position = self.sentences[i].position
                 if position > 0 and _NEEDS_CONTEXT.match(self.sentences[i].text):
                     chosen.add(indices[position - 1])
-            out[number] = self._join(indices, chosen)
+            out[number] = self._join(indices, chosen | headings)
         return out
 
     def _join(self, indices: list[int], chosen: set[int]) -> str:
@@ -229,13 +237,21 @@ class EvidencePool:
 def answer_judge_documents(question: str, answer: str, passages: list[Passage], encoder, keep: int,
                            threads: int = 1) -> list[str]:
     """What the answer judge reads, in the passages' order (the server's grounding/decide.py and
-    benchmarks/answer_judge_replay.py both call this): each passage whole (``keep`` 0), or cut to its ``keep``
-    sentences best matching the question and the answer (EvidencePool.condensed). The sentence embeddings come
-    from the cache when the passages were read before."""
+    benchmarks/answer_judge_replay.py both call this): each passage whole (``keep`` 0), or cut to ``keep``
+    sentences (EvidencePool.condensed): first, for each sentence of the answer, the one sentence of all the
+    passages that best matches it (a short one, such as the short answer, with the question: "24 months" alone
+    matches nothing), so no part of the answer loses the sentence it rests on (one query for the whole answer
+    can let the first sentence's evidence crowd out the second's); then, up to ``keep`` per passage, the best matches for the question with
+    the whole answer. The sentence embeddings come from the cache when the passages were read before."""
     if keep <= 0:
         return [p.text for p in passages]
     pool = EvidencePool.build(passages, encoder, threads=threads)
-    query = f"{question} {answer}"
-    vector = np.asarray(encoder.encode([query], batch_size=1, threads=threads), dtype=np.float32)[0]
-    cut = pool.condensed(pool.scores(query, vector), keep)
+    if not pool.sentences:
+        return [p.text for p in passages]
+    pieces = passage_sentences(answer)
+    queries = [f"{question} {answer}"] + [piece if len(piece.split()) >= SHORT_PIECE_WORDS else f"{question} {piece}"
+                                          for piece in pieces]
+    vectors = np.asarray(encoder.encode(queries, batch_size=len(queries), threads=threads), dtype=np.float32)
+    must = {int(np.argmax(pool.scores(q, v))) for q, v in zip(queries[1:], vectors[1:])}
+    cut = pool.condensed(pool.scores(queries[0], vectors[0]), keep, must)
     return [cut[p.number] for p in passages]

@@ -668,6 +668,32 @@ def test_the_answer_judge_can_read_the_cited_passage_cut_to_the_sentences_that_m
     assert result.prompt_version.endswith(f"+{ANSWER_PROMPT_VERSION}/sentences=2"), result.prompt_version
 
 
+def test_the_judges_cut_keeps_what_every_sentence_of_the_answer_rests_on(encoder):
+    """Cut to one sentence a passage, the judge still reads the sentence each served sentence rests on (the
+    second sentence's too, though one query for the whole answer ranks the first sentence's evidence higher)
+    and the short answer's, the Markdown heading without it taking a slot; the rest is left out."""
+    from grounding.evidence import GAP, Passage, answer_judge_documents
+
+    warranty = Passage(1, "c1", "# Warranty\n\nThe K2 camera body has a two-year limited warranty. Returns are "
+                                "accepted within 30 days of purchase. Shipping is free in the EU. Repairs under "
+                                "warranty are done at the service centre in Oslo.")
+    battery = Passage(2, "c2", "The BP-40 battery holds 2,280 mAh. A full charge takes 150 minutes with the "
+                               "supplied charger. The charger works on 100-240 V. Spare batteries are sold "
+                               "separately.")
+    question = "How long is the K2's warranty, and where are warranty repairs done?"
+    answer = ("Two years. The K2 camera body has a two-year limited warranty. Repairs under warranty are done at "
+              "the service centre in Oslo.")
+    cut_warranty, cut_battery = answer_judge_documents(question, answer, [warranty, battery], encoder, keep=1)
+    assert cut_warranty.startswith("# Warranty"), cut_warranty
+    assert "two-year limited warranty" in cut_warranty and "service centre in Oslo" in cut_warranty, cut_warranty
+    assert "Returns" not in cut_warranty and "Shipping" not in cut_warranty and GAP in cut_warranty
+    battery_sentences = ["The BP-40 battery holds 2,280 mAh.", "A full charge takes 150 minutes with the supplied "
+                         "charger.", "The charger works on 100-240 V.", "Spare batteries are sold separately."]
+    assert sum(s in cut_battery for s in battery_sentences) == 1, cut_battery
+    assert answer_judge_documents(question, answer, [warranty, battery], encoder, keep=0) == [warranty.text,
+                                                                                              battery.text]
+
+
 def test_a_short_answer_of_the_wrong_kind_is_no_answer(grounder, hits_for):
     """"Who ...?" needs a name: a supported phrase that names no one does not answer it."""
     question = "Who is Halden Optics' Data Protection Officer?"
