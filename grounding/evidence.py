@@ -241,8 +241,9 @@ def answer_judge_documents(question: str, answer: str, passages: list[Passage], 
     sentences (EvidencePool.condensed): first, for each sentence of the answer, the one sentence of all the
     passages that best matches it (a short one, such as the short answer, with the question: "24 months" alone
     matches nothing), so no part of the answer loses the sentence it rests on (one query for the whole answer
-    can let the first sentence's evidence crowd out the second's); then, up to ``keep`` per passage, the best matches for the question with
-    the whole answer. The sentence embeddings come from the cache when the passages were read before."""
+    can let the first sentence's evidence crowd out the second's); then, up to ``keep`` per passage, the best
+    matches for the question with the whole answer. The sentence embeddings come from the cache when the
+    passages were read before."""
     if keep <= 0:
         return [p.text for p in passages]
     pool = EvidencePool.build(passages, encoder, threads=threads)
