@@ -21,9 +21,11 @@ from pydantic_settings import (
 # The risk levels a question may be asked at, named once: the HTTP schema and the CLI options take them
 # from here, and grounding's calibration holds one threshold for each.
 Risk = Literal["low", "high"]
-# The answer judge's P(yes) threshold per risk level, for its prompt answer-judge@2: low risk is the
-# permissive one (README, issue 13: served answers replayed, benchmarks/answer_judge_replay.py).
-ANSWER_JUDGE_THRESHOLDS: dict[str, float] = {"low": 0.5, "high": 0.6}
+# The answer judge's P(yes) threshold per risk level, for its prompt answer-judge@2 read piece by piece
+# (grounding_answer_judge_pieces): low risk is the permissive one. Chosen on HotpotQA dev 0-49 and the demo's
+# hand-labelled answers, replayed (benchmarks/answer_judge_replay.py; README, issue 13); with the whole answer in
+# one call they were 0.5 and 0.6.
+ANSWER_JUDGE_THRESHOLDS: dict[str, float] = {"low": 0.45, "high": 0.5}
 # The judge models those thresholds were measured for: the 0.5B's P(yes) never reached 0.5 on 82 replayed
 # answers (README), so under them it would decline nearly everything (the Grounder warns at start).
 ANSWER_JUDGE_CALIBRATED = ("qwen2.5-coder-1.5b",)
@@ -356,6 +358,12 @@ class Settings(BaseSettings):
     # on the demo corpus's answers (0.8x on HotpotQA's short paragraphs), AUROC 0.850/0.866/0.784 against
     # 0.850/0.853/0.727 whole on three replayed sets, 6 fewer wrong answers served and 1 fewer right one.
     grounding_answer_judge_sentences: int = Field(default=2, ge=0, le=50)
+    # The judge reads the answer piece by piece: the short answer and each served sentence, each as the proposed
+    # answer in its own call over the same documents; the answer passes when its best piece does. A two-part
+    # answer is no longer judged as one proposed answer. On 154 replayed answers (README, issue 13) AUROC 0.857
+    # against 0.790 in one call; at the thresholds above, as many right answers kept on the sets they were chosen
+    # on and, held out (HotpotQA 75-99), off-topic answers declined 22/25 against 20/25. Off: one call.
+    grounding_answer_judge_pieces: bool = True
     # The model's short answer is verified as the answer to the question ("Who won X?" + "Naomi Osaka"):
     # when it fails, the whole answer is declined (true sentences that do not state what was asked are no
     # answer). Off: a failing short answer is only left out, and the sentences decide alone.

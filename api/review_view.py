@@ -213,7 +213,8 @@ def answer_reasons(item: dict) -> list[str]:
         if check.get("short_answer_supported") is False and check.get("short_answer"):
             out.append(f"The short answer “{check['short_answer']}” is not supported by the passages.")
         elif check.get("judge_p") is not None and check.get("threshold") is not None:
-            out.append(f"The judge gives {check['judge_p']:.2f} that the passages state this as the answer "
+            read = " (its best piece)" if check.get("judge_pieces") else ""
+            out.append(f"The judge gives {check['judge_p']:.2f}{read} that the passages state this as the answer "
                        f"(needs {check['threshold']:.2f}).")
         elif check.get("asks") and not check.get("supplied"):
             out.append(f"The question asks for a {check['asks']}, and no supported claim names one.")

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from answers_dev import ensure_index, load  # noqa: E402
 from grounding.claims import markers, strip_markers  # noqa: E402
-from grounding.evidence import Passage, answer_judge_documents  # noqa: E402
+from grounding.evidence import Passage, answer_judge_documents, passage_sentences  # noqa: E402
 from grounding.judge import answer_prompt, numbered  # noqa: E402
 
 ANSWER_QUESTION_V1 = "Do the documents state that the proposed answer is the answer to the question? Answer Yes or No."
@@ -59,6 +59,12 @@ FORMS = {"answer-judge@1": form_v1, "shipped": answer_prompt, "answerable": form
 # The shipped prompt over each passage cut to its N sentences best matching the question and the served answer,
 # as grounding_answer_judge_sentences=N has the server do (grounding/evidence.py answer_judge_documents).
 CUT_FORMS = {f"cut{n}": n for n in (1, 2, 3, 4, 6)}
+# One judge call per piece of the served answer (the short answer, each sentence) as the proposed answer, over the
+# same cut documents as cutN (so the calls after the first reuse the documents' KV prefix); the pieces' P(yes)
+# combined four ways, each reported as its own form: "<form>:max", ":mean", ":min", ":first" (the short answer, or
+# the first sentence). A two-part answer is judged part by part; cutN judges the whole answer as one.
+PIECE_FORMS = {f"pieces{n}": n for n in (2,)}
+PIECE_AGGREGATES = {"max": max, "mean": lambda ps: sum(ps) / len(ps), "min": min, "first": lambda ps: ps[0]}
 
 SELF_ANSWER_SYSTEM = "You answer questions only from the documents you are given."
 
@@ -104,6 +110,7 @@ def served_rows(paths: list[Path], labels: dict | None = None) -> list[dict]:
             short = row.get("short_answer") if check.get("short_answer_supported") else None
             rows.append({"index": row["index"], "question": row["question"], "collection": row["collection"],
                          "served": f"{short}. {sentences}" if short else sentences,
+                         "pieces_text": ([short] if short else []) + passage_sentences(sentences),
                          "cited": sorted(set(markers(row["answer"]))),
                          "right": (bool(row.get("correct")) if row["collection"] == "present"
                                    else bool(labelled)),
@@ -125,8 +132,9 @@ def report(rows: list[dict], forms: list[str], thresholds: list[float]) -> list[
             kept = sum(1 for r, s in zip(rows, scores) if s >= t and r["right"])
             leaked = sum(1 for r, s in zip(rows, scores) if s >= t and not r["right"])
             cells.append(f"{t:g}: {kept}/{right} right, {leaked}/{wrong} wrong")
-        tokens = sorted(r["tokens"][form] for r in rows)
-        seconds = sorted(r["seconds"][form] for r in rows if form in r.get("seconds", {}))
+        base = form.split(":")[0]  # a pieces form's aggregates share its calls' tokens and time
+        tokens = sorted(r["tokens"][base] for r in rows)
+        seconds = sorted(r["seconds"][base] for r in rows if base in r.get("seconds", {}))
         timed = f"judge s median {seconds[len(seconds) // 2]:.2f} ({len(seconds)} timed)" if seconds else "not timed"
         lines.append(f"| {form} | AUROC {auroc:.3f} | prompt tokens median {tokens[len(tokens) // 2]} | {timed} | "
                      + " | ".join(cells) + " |")
@@ -138,7 +146,7 @@ def main() -> None:
     parser.add_argument("outputs", nargs="+", type=Path, help="answers_dev output files")
     parser.add_argument("--data-dir", type=Path, required=True, help="answers_dev's index (built if missing)")
     parser.add_argument("--forms", default=",".join(FORMS),
-                        help=f"of {', '.join(FORMS)}, {', '.join(CUT_FORMS)}, self_answer")
+                        help=f"of {', '.join(FORMS)}, {', '.join(CUT_FORMS)}, {', '.join(PIECE_FORMS)}, self_answer")
     parser.add_argument("--thresholds", default="0.3,0.4,0.5,0.6,0.7")
     parser.add_argument("--out", type=Path, help="per-answer P(yes) of each form, as JSON (resumed if present)")
     parser.add_argument("--labels", type=Path, help="hand labels of demo answers (benchmarks/outputs/"
@@ -169,8 +177,9 @@ def main() -> None:
         row["p"], row["tokens"] = old.get("p", {}), old.get("tokens", {})
         if "self_answer" in old:
             row["self_answer"] = old["self_answer"]
-        if "seconds" in old:
-            row["seconds"] = old["seconds"]
+        for key in ("seconds", "pieces"):
+            if key in old:
+                row[key] = old[key]
     started = time.perf_counter()
     for n, row in enumerate(rows):
         missing = [f for f in forms if f not in row["p"]]
@@ -187,6 +196,16 @@ def main() -> None:
             if form == "self_answer":
                 row["p"][form], row["self_answer"], row["tokens"][form] = self_answer(judge, read, row["question"],
                                                                                       row["served"])
+            elif form in PIECE_FORMS:
+                documents = answer_judge_documents(row["question"], row["served"], passages, encoder,
+                                                   PIECE_FORMS[form])
+                pieces = row["pieces_text"] or [row["served"]]
+                ps = [round(judge.p_yes(answer_prompt(documents, row["question"], piece)), 4) for piece in pieces]
+                row.setdefault("pieces", {})[form] = ps
+                for name, combine in PIECE_AGGREGATES.items():
+                    row["p"][f"{form}:{name}"] = round(combine(ps), 4)
+                row["p"][form] = row["p"][f"{form}:max"]
+                row["tokens"][form] = judge.last_call.prompt_tokens
             else:
                 if form in CUT_FORMS:
                     documents = answer_judge_documents(row["question"], row["served"], passages, encoder,
@@ -200,7 +219,9 @@ def main() -> None:
         print(f"{n + 1}/{len(rows)} {time.perf_counter() - started:.0f} s {row['right']} {row['p']}", flush=True)
         if args.out:
             args.out.write_text(json.dumps(rows, indent=1))
-    print("\n".join(report(rows, forms, thresholds)))
+    reported = [f for form in forms for f in ([f"{form}:{a}" for a in PIECE_AGGREGATES] if form in PIECE_FORMS
+                                              else [form])]
+    print("\n".join(report(rows, reported, thresholds)))
 
 
 if __name__ == "__main__":

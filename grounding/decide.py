@@ -109,7 +109,11 @@ class AnswerCheck(BaseModel):
                                          "place, or None (any relevant statement may answer it).")
     supplied: bool = Field(description="A served claim names something of that kind the question did not.")
     judge_p: float | None = Field(default=None, description="The judge's P(the passages state this answer as the "
-                                                            "answer to the question), where the answer judge ran.")
+                                                            "answer to the question), where the answer judge ran: "
+                                                            "the best of judge_pieces when it read them one by one.")
+    judge_pieces: list[float] | None = Field(default=None, description="The judge's P(yes) for each piece of the "
+                                                                       "answer put to it as the proposed answer (the "
+                                                                       "short answer, then each served sentence).")
     threshold: float | None = None
     short_answer: str | None = Field(default=None, description="The model's short answer, as it was checked.")
     statement: str | None = Field(default=None, description="What was verified for it: the question and the "
@@ -346,7 +350,8 @@ class Grounder:
             parts.append(JUDGE_PROMPT_VERSION)
         if result.answer_check is not None and result.answer_check.judge_p is not None:
             cut = self.settings.grounding_answer_judge_sentences
-            parts.append(f"{ANSWER_PROMPT_VERSION}/sentences={cut}" if cut else ANSWER_PROMPT_VERSION)
+            version = f"{ANSWER_PROMPT_VERSION}/sentences={cut}" if cut else ANSWER_PROMPT_VERSION
+            parts.append(f"{version}/pieces=max" if self.settings.grounding_answer_judge_pieces else version)
         return "+".join(parts)
 
     def _attempt(self, question: str, answer, passages: list[Passage], risk: str, threshold: float,
@@ -438,6 +443,7 @@ class Grounder:
         if judge is None:
             return check
         t = time.perf_counter()
+        pieces = ([short] if check.short_answer_supported else []) + [s.text for s in sentences]
         served = " ".join(s.text for s in sentences)
         if check.short_answer_supported:
             served = f"{short}. {served}"
@@ -445,7 +451,13 @@ class Grounder:
         documents = answer_judge_documents(question, served, read, self.encoder,
                                            self.settings.grounding_answer_judge_sentences,
                                            self.settings.grounding_threads)
-        check.judge_p = round(judge.p_yes(answer_prompt(documents, question, served)), 4)
+        if self.settings.grounding_answer_judge_pieces and len(pieces) > 1:
+            # Each piece as the proposed answer, over the same documents (their prefill is reused from the KV
+            # cache after the first call): the answer passes when one piece is stated as the answer.
+            check.judge_pieces = [round(judge.p_yes(answer_prompt(documents, question, piece)), 4) for piece in pieces]
+            check.judge_p = max(check.judge_pieces)
+        else:
+            check.judge_p = round(judge.p_yes(answer_prompt(documents, question, served)), 4)
         check.threshold = self.settings.grounding_answer_judge_thresholds[risk]
         check.answers = check.judge_p >= check.threshold
         timings["answer_judge_ms"] = _ms(time.perf_counter() - t)

@@ -665,7 +665,39 @@ def test_the_answer_judge_can_read_the_cited_passage_cut_to_the_sentences_that_m
     assert result.decision == "served" and result.answer_check.judge_p is not None
     assert "26.1" in prompt_read and GAP in prompt_read, prompt_read
     assert cut_tokens < judge.last_call.prompt_tokens, (cut_tokens, judge.last_call.prompt_tokens)
-    assert result.prompt_version.endswith(f"+{ANSWER_PROMPT_VERSION}/sentences=2"), result.prompt_version
+    assert result.prompt_version.endswith(f"+{ANSWER_PROMPT_VERSION}/sentences=2/pieces=max"), result.prompt_version
+
+
+def test_the_answer_judge_reads_each_piece_of_the_answer_as_the_proposed_answer(tmp_path, encoder, hits_for):
+    """ATTEST_GROUNDING_ANSWER_JUDGE_PIECES (default on): the short answer and each served sentence are put to the
+    judge one by one, each as the proposed answer, and the best decides; off, the judge reads them joined as one
+    proposed answer in one call."""
+    from grounding.judge import ANSWER_PROMPT_VERSION
+
+    question = "How many megapixels does the Halden K2 have?"
+    hits = hits_for(question)
+    sentence = "The Halden K2 has a 26.1 megapixel sensor."
+    answer = make_answer(question, hits, [(sentence, [passage_with(hits, "26.1")])]).model_copy(
+        update={"short_answer": "26.1 megapixels"})
+    results, last_prompt = {}, {}
+    for pieces in (True, False):
+        settings = make_settings(tmp_path / f"pieces-{pieces}", grounding_judge_model="qwen2.5-coder-0.5b",
+                                 grounding_answer_judge_risks=["low", "high"],
+                                 grounding_answer_judge_thresholds={"low": 0.001}, grounding_answer_judge_pieces=pieces)
+        grounder = Grounder(settings, encoder=encoder)
+        try:
+            results[pieces] = grounder.verify(question, answer, hits, risk="low")
+            llama = grounder.scorer.load_judge().loaded.llama
+            last_prompt[pieces] = llama.detokenize(list(llama.input_ids[: llama.n_tokens])).decode()
+        finally:
+            grounder.close()
+    by_piece, joined = results[True].answer_check, results[False].answer_check
+    assert results[True].decision == results[False].decision == "served"
+    assert len(by_piece.judge_pieces) == 2 and by_piece.judge_p == max(by_piece.judge_pieces), by_piece
+    assert f"Proposed answer: {sentence}\n" in last_prompt[True], "the last call reads the sentence alone"
+    assert joined.judge_pieces is None and f"Proposed answer: 26.1 megapixels. {sentence}" in last_prompt[False]
+    assert results[True].prompt_version.endswith("/pieces=max")
+    assert results[False].prompt_version.endswith(f"{ANSWER_PROMPT_VERSION}/sentences=2")
 
 
 def test_the_judges_cut_keeps_what_every_sentence_of_the_answer_rests_on(encoder):
