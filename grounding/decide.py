@@ -121,7 +121,12 @@ class AnswerCheck(BaseModel):
     short_answer_score: float | None = Field(default=None, description="Calibrated P(the passages state it).")
     short_answer_supported: bool | None = Field(default=None, description="Supported, and of the kind the "
                                                                           "question asks for.")
+    short_answer_withheld: str | None = Field(default=None, description="Why a supported short answer is not "
+                                                                        "shown with the served sentences.")
     answers: bool
+
+    def shown_short_answer(self) -> str | None:
+        return self.short_answer if self.short_answer_supported and not self.short_answer_withheld else None
 
 
 class CitationCorrection(BaseModel):
@@ -390,7 +395,7 @@ class Grounder:
             if check.answers:
                 return GroundedAnswer(decision="served", text=_text(sentences), sentences=sentences,
                                       confidence=min(v.score for v in verdicts), answer_check=check,
-                                      short_answer=short if check.short_answer_supported else None, **base)
+                                      short_answer=check.shown_short_answer(), **base)
             # Every claim holds, and none answers the question: the answer is the decline.
             base["failing_claims"] = [v.claim for v in verdicts]
             return self._withheld(base, split.sentences, check, NOT_ANSWERED_TEXT, review)
@@ -405,7 +410,7 @@ class Grounder:
                 return GroundedAnswer(decision="repaired", text=_text(kept), sentences=kept,
                                       removed_sentences=removed, confidence=min(v.score for v in kept_claims),
                                       answer_check=check,
-                                      short_answer=short if check.short_answer_supported else None, **base)
+                                      short_answer=check.shown_short_answer(), **base)
             return self._withheld(base, split.sentences, check, NOT_ANSWERED_TEXT, review)
         return self._withheld(base, removed, None, REJECTED_TEXT, review)
 
@@ -456,6 +461,11 @@ class Grounder:
             # cache after the first call): the answer passes when one piece is stated as the answer.
             check.judge_pieces = [round(judge.p_yes(answer_prompt(documents, question, piece)), 4) for piece in pieces]
             check.judge_p = max(check.judge_pieces)
+            floor = self.settings.grounding_answer_judge_short_floor
+            if check.short_answer_supported and check.judge_pieces[0] < floor:
+                # A sentence passed, but the short answer shown first is not stated as the answer: leave it out.
+                check.short_answer_withheld = (f"the judge gives the short answer {check.judge_pieces[0]:.2f} as the "
+                                               f"answer (needs {floor:.2f} to be shown)")
         else:
             check.judge_p = round(judge.p_yes(answer_prompt(documents, question, served)), 4)
         check.threshold = self.settings.grounding_answer_judge_thresholds[risk]

@@ -700,6 +700,35 @@ def test_the_answer_judge_reads_each_piece_of_the_answer_as_the_proposed_answer(
     assert results[False].prompt_version.endswith(f"{ANSWER_PROMPT_VERSION}/sentences=2")
 
 
+def test_a_short_answer_the_judge_does_not_read_as_the_answer_is_left_out_of_what_is_served(tmp_path, encoder,
+                                                                                             hits_for):
+    """Read piece by piece, a sentence may pass while the short answer shown before it does not: under
+    ATTEST_GROUNDING_ANSWER_JUDGE_SHORT_FLOOR the sentences are served without the short answer, and the check
+    says why; at or above it the short answer is shown."""
+    question = "How many megapixels does the Halden K2 have?"
+    hits = hits_for(question)
+    sentence = "The Halden K2 has a 26.1 megapixel sensor."
+    answer = make_answer(question, hits, [(sentence, [passage_with(hits, "26.1")])]).model_copy(
+        update={"short_answer": "26.1 megapixels"})
+    results = {}
+    for floor in (0.0, 0.999):
+        settings = make_settings(tmp_path / f"floor-{floor}", grounding_judge_model="qwen2.5-coder-0.5b",
+                                 grounding_answer_judge_risks=["low", "high"],
+                                 grounding_answer_judge_thresholds={"low": 0.001},
+                                 grounding_answer_judge_short_floor=floor)
+        grounder = Grounder(settings, encoder=encoder)
+        try:
+            results[floor] = grounder.verify(question, answer, hits, risk="low")
+        finally:
+            grounder.close()
+    shown, withheld = results[0.0], results[0.999]
+    assert shown.decision == withheld.decision == "served"
+    assert shown.short_answer == "26.1 megapixels" and shown.answer_check.short_answer_withheld is None
+    assert withheld.short_answer is None and [s.text for s in withheld.sentences] == [sentence]
+    assert withheld.answer_check.short_answer_supported, "the claim check passed it; the judge did not"
+    assert "short answer" in withheld.answer_check.short_answer_withheld
+
+
 def test_the_judges_cut_keeps_what_every_sentence_of_the_answer_rests_on(encoder):
     """Cut to one sentence a passage, the judge still reads the sentence each served sentence rests on (the
     second sentence's too, though one query for the whole answer ranks the first sentence's evidence higher)
