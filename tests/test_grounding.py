@@ -579,6 +579,20 @@ def test_the_short_answer_is_verified_as_the_answer_to_the_question(grounder, hi
     assert wrong.short_answer is None
 
 
+def judged_at_low(path, encoder, question, answer, hits, **overrides):
+    """``answer`` verified at risk low with the 0.5B as the answer judge at both risk levels (``overrides`` on
+    top); the result and the last prompt the judge read."""
+    settings = make_settings(path, grounding_judge_model="qwen2.5-coder-0.5b",
+                             grounding_answer_judge_risks=["low", "high"], **overrides)
+    grounder = Grounder(settings, encoder=encoder)
+    try:
+        result = grounder.verify(question, answer, hits, risk="low")
+        llama = grounder.scorer.load_judge().loaded.llama
+        return result, llama.detokenize(list(llama.input_ids[: llama.n_tokens])).decode()
+    finally:
+        grounder.close()
+
+
 def test_the_answer_judge_decides_with_the_threshold_of_the_request_s_risk_level(tmp_path, encoder, hits_for):
     """The answer judge's P(yes) is held to the risk level's own threshold (low risk is the permissive one):
     the same answer, the same judge, thresholds swapped between the levels, the opposite decision at low."""
@@ -588,14 +602,8 @@ def test_the_answer_judge_decides_with_the_threshold_of_the_request_s_risk_level
     answer = answer.model_copy(update={"short_answer": "26.1 megapixels"})
     outcomes = {}
     for low, high in ((0.001, 0.999), (0.999, 0.001)):
-        settings = make_settings(tmp_path / f"judge-{low}", grounding_judge_model="qwen2.5-coder-0.5b",
-                                 grounding_answer_judge_risks=["low", "high"],
-                                 grounding_answer_judge_thresholds={"low": low, "high": high})
-        grounder = Grounder(settings, encoder=encoder)
-        try:
-            outcomes[low] = grounder.verify(question, answer, hits, risk="low")
-        finally:
-            grounder.close()
+        outcomes[low], _ = judged_at_low(tmp_path / f"judge-{low}", encoder, question, answer, hits,
+                                         grounding_answer_judge_thresholds={"low": low, "high": high})
     lenient, strict = outcomes[0.001], outcomes[0.999]
     for result, threshold in ((lenient, 0.001), (strict, 0.999)):
         assert result.answer_check.threshold == threshold and result.answer_check.judge_p is not None
@@ -681,16 +689,9 @@ def test_the_answer_judge_reads_each_piece_of_the_answer_as_the_proposed_answer(
         update={"short_answer": "26.1 megapixels"})
     results, last_prompt = {}, {}
     for pieces in (True, False):
-        settings = make_settings(tmp_path / f"pieces-{pieces}", grounding_judge_model="qwen2.5-coder-0.5b",
-                                 grounding_answer_judge_risks=["low", "high"],
-                                 grounding_answer_judge_thresholds={"low": 0.001}, grounding_answer_judge_pieces=pieces)
-        grounder = Grounder(settings, encoder=encoder)
-        try:
-            results[pieces] = grounder.verify(question, answer, hits, risk="low")
-            llama = grounder.scorer.load_judge().loaded.llama
-            last_prompt[pieces] = llama.detokenize(list(llama.input_ids[: llama.n_tokens])).decode()
-        finally:
-            grounder.close()
+        results[pieces], last_prompt[pieces] = judged_at_low(tmp_path / f"pieces-{pieces}", encoder, question, answer,
+                                                             hits, grounding_answer_judge_thresholds={"low": 0.001},
+                                                             grounding_answer_judge_pieces=pieces)
     by_piece, joined = results[True].answer_check, results[False].answer_check
     assert results[True].decision == results[False].decision == "served"
     assert len(by_piece.judge_pieces) == 2 and by_piece.judge_p == max(by_piece.judge_pieces), by_piece
@@ -712,15 +713,9 @@ def test_a_short_answer_the_judge_does_not_read_as_the_answer_is_left_out_of_wha
         update={"short_answer": "26.1 megapixels"})
     results = {}
     for floor in (0.0, 0.999):
-        settings = make_settings(tmp_path / f"floor-{floor}", grounding_judge_model="qwen2.5-coder-0.5b",
-                                 grounding_answer_judge_risks=["low", "high"],
-                                 grounding_answer_judge_thresholds={"low": 0.001},
-                                 grounding_answer_judge_short_floor=floor)
-        grounder = Grounder(settings, encoder=encoder)
-        try:
-            results[floor] = grounder.verify(question, answer, hits, risk="low")
-        finally:
-            grounder.close()
+        results[floor], _ = judged_at_low(tmp_path / f"floor-{floor}", encoder, question, answer, hits,
+                                          grounding_answer_judge_thresholds={"low": 0.001},
+                                          grounding_answer_judge_short_floor=floor)
     shown, withheld = results[0.0], results[0.999]
     assert shown.decision == withheld.decision == "served"
     assert shown.short_answer == "26.1 megapixels" and shown.answer_check.short_answer_withheld is None
