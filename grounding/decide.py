@@ -463,7 +463,7 @@ class Grounder:
             check.judge_p = max(check.judge_pieces)
             floor = self.settings.grounding_answer_judge_short_floor
             if check.short_answer_supported and check.judge_pieces[0] < floor:
-                # A sentence passed, but the short answer shown first is not stated as the answer: leave it out.
+                # The short answer is shown first, so it must read as the answer itself, not ride on a sentence.
                 check.short_answer_withheld = (f"the judge gives the short answer {check.judge_pieces[0]:.2f} as the "
                                                f"answer (needs {floor:.2f} to be shown)")
         else:
