@@ -267,7 +267,7 @@ class Grounder:
                 best = max(got.values(), key=lambda s: s.score)
                 supporting, status = [], "unsupported"
             vetoes = list(best.vetoes)
-            if len(supporting) > 1 and _numbers_split(claim.text, [pool.passages[n].text for n in supporting]):
+            if len(supporting) > 1 and _numbers_split(claim.text, [_as_read(pool.passages[n]) for n in supporting]):
                 # "Firmware 3.0 will be released on 5 November 2024": the date is firmware 2.0's, the 3.0 a
                 # screen's. Numbers stated together must be stated together by one passage.
                 vetoes.append("numbers_split_across_passages")
@@ -514,6 +514,12 @@ def _numbers_split(claim: str, passages: list[str]) -> bool:
     """The claim states two or more numbers and no single one of ``passages`` holds them all."""
     wanted = numbers_in(claim)
     return len(wanted) >= 2 and not any(wanted <= numbers_in(text) for text in passages)
+
+
+def _as_read(passage: Passage) -> str:
+    """A passage with its document's source (the prompt shows it) and title, which name what it is about:
+    "release-notes/firmware-2.0.md" holds the 2.0 of "firmware 2.0 cut the startup time from 0.9 to 0.6 s"."""
+    return "\n".join(part for part in (passage.source, passage.title, passage.text) if part)
 
 
 def _served_sentences(split: SplitAnswer, verdicts: list[ClaimVerdict], passages: list[Passage], answer) -> list:

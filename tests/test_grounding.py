@@ -315,6 +315,23 @@ def test_fabricated_number_is_caught_by_the_deterministic_check(grounder, hits_f
     assert result.decision == "rejected"
 
 
+def test_a_number_the_passage_s_document_name_states_counts_as_stated_by_that_passage(grounder, hits_for):
+    """"Firmware 2.0" is in the file name of the release notes whose passage gives the startup times: the model
+    read it there (each passage is shown with its source), so the three numbers are stated together. Another
+    version's number is still split across passages and not served."""
+    question = "How did firmware 2.0 change the K2's startup time?"
+    hits = hits_for(question)
+    n = passage_with(hits, "0.9 seconds to 0.6 seconds")
+    assert "2.0" in hits[n - 1].source and "2.0" not in hits[n - 1].text
+    right = grounder.verify(question, make_answer(question, hits, [
+        ("Firmware 2.0 reduces the startup time from 0.9 seconds to 0.6 seconds.", [n])]), hits)
+    assert right.decision == "served" and right.claims[0].supported, right.claims[0]
+    assert "numbers_split_across_passages" not in right.claims[0].vetoes
+    wrong = grounder.verify(question, make_answer(question, hits, [
+        ("Firmware 1.1 reduces the startup time from 0.9 seconds to 0.6 seconds.", [n])]), hits)
+    assert wrong.decision != "served" and not wrong.claims[0].supported
+
+
 def test_claim_citing_the_wrong_passage_gets_its_citation_corrected(grounder, hits_for):
     hits = hits_for(REPAIR_Q)
     right = passage_with(hits, "4 years (48 months)")
