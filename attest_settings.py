@@ -370,6 +370,12 @@ class Settings(BaseSettings):
     # 0.64). 0.3 (README, issue 13): on the 154 replayed answers it withholds that one and "3 m to infinity" (0.13),
     # and no right one (right short answers' pieces: 0.31 and up).
     grounding_answer_judge_short_floor: float = Field(default=0.3, ge=0, lt=1)
+    # A compound question ("How long is the warranty, and how long is coverage with Care+?"): each part is also
+    # judged on its own with each served sentence. An answer the judge does not read as the answer to the whole
+    # but does to one part is served (without its short answer, which covers a part at best), and a served
+    # answer that leaves a part open names it in a notice. A failing short answer does not decline a compound
+    # question's answer: its sentences decide. Needs the pieces (above).
+    grounding_answer_judge_parts: bool = True
     # The model's short answer is verified as the answer to the question ("Who won X?" + "Naomi Osaka"):
     # when it fails, the whole answer is declined (true sentences that do not state what was asked are no
     # answer). Off: a failing short answer is only left out, and the sentences decide alone.

@@ -145,11 +145,16 @@ class Verification:
         passages = NumberedPassages.of(passages)
         used = grounded.answer
         retracted = list(grounded.removed_sentences)
-        notice = None
-        if grounded.regenerated:
-            notice = decide.REGENERATED_NOTICE
+        notices = []
+        shown = grounded.decision in ("served", "repaired")  # a withheld answer's text says why on its own
+        if grounded.regenerated and shown:
+            notices.append(decide.REGENERATED_NOTICE)
         elif grounded.decision == "repaired" and retracted:
-            notice = decide.REPAIRED_NOTICE.format(count=len(retracted))
+            notices.append(decide.REPAIRED_NOTICE.format(count=len(retracted)))
+        missing = grounded.answer_check.unanswered_parts if grounded.answer_check and shown else []
+        if missing:
+            notices.append(decide.PARTIAL_NOTICE.format(parts=" and ".join(f"“{m}”" for m in missing)))
+        notice = " ".join(notices) or None
         return cls(decision=grounded.decision, verified=True, answer=grounded.text,
                    sentences=list(grounded.sentences), claims=[_claim_out(c, passages) for c in grounded.claims],
                    retracted=retracted, answer_check=grounded.answer_check, short_answer=grounded.short_answer,

@@ -214,8 +214,9 @@ def answer_reasons(item: dict) -> list[str]:
             out.append(f"The short answer “{check['short_answer']}” is not supported by the passages.")
         elif check.get("judge_p") is not None and check.get("threshold") is not None:
             read = " (its best piece)" if check.get("judge_pieces") else ""
+            parts = ", nor to any part of the question on its own" if check.get("parts") else ""
             out.append(f"The judge gives {check['judge_p']:.2f}{read} that the passages state this as the answer "
-                       f"(needs {check['threshold']:.2f}).")
+                       f"(needs {check['threshold']:.2f}){parts}.")
         elif check.get("asks") and not check.get("supplied"):
             out.append(f"The question asks for a {check['asks']}, and no supported claim names one.")
         else:

@@ -498,6 +498,25 @@ def asked_for(question: str) -> str | None:
     return next((kind for kind, pattern in _ASKS if pattern.search(question)), None)
 
 
+# A question that asks two things: ", and" then, within its first words, a question word or an auxiliary
+# ("..., and how long is total coverage with Care+?", "..., and within how many days must I buy it?").
+_SECOND_QUESTION = re.compile(r",\s+and\s+(?=(?:\w+\s+){0,2}?(?:what|which|who|whom|whose|when|where|why|how)\b|"
+                              r"(?:is|are|was|were|does|do|did|can|could|will|should)\b)", re.I)
+
+_ASKS_SOMETHING = re.compile(r"^\W*(?:(?:\w+\W+){0,3}?(?:what|which|who|whom|whose|when|where|why|how)|is|are|was|were|"
+                             r"does|do|did|can|could|will|should)\b", re.I)
+
+
+def question_parts(question: str) -> list[str]:
+    """The questions a compound question asks, each as a question of its own ("What does E30 indicate, and what
+    charge is required?" -> "What does E30 indicate?", "What charge is required?"); [] for a single question.
+    A later part can lean on the first ("..., and how many with the grip?"): it is read as written."""
+    pieces = [p.strip(" ?") for p in _SECOND_QUESTION.split(question.strip())]
+    if len(pieces) < 2 or not all(pieces) or not _ASKS_SOMETHING.match(pieces[0]):
+        return []  # "A writer known for a film directed by Yates, and was produced by who?" is one question
+    return [p[0].upper() + p[1:] + "?" for p in pieces]
+
+
 def _any_numbers(text: Parsed) -> frozenset[str]:
     """Every number, counting number words inside compounds too ("a two-year warranty")."""
     return text.numbers | {_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower) if w in _NUMBER_WORDS}

@@ -39,7 +39,8 @@ from pydantic import BaseModel, Field
 
 from answer.passages import NumberedPassages
 from attest_settings import ANSWER_JUDGE_CALIBRATED
-from grounding.checks import answers_what_is_asked, asked_for, numbers_in, question_vetoes, short_answer_supplies
+from grounding.checks import (answers_what_is_asked, asked_for, numbers_in, question_parts, question_vetoes,
+                             short_answer_supplies)
 from grounding.claims import Claim, SplitAnswer, answer_statement, split_claims
 from grounding.evidence import Evidence, EvidencePool, Passage, answer_judge_documents
 from grounding.judge import ANSWER_PROMPT_VERSION, answer_prompt, evidence_block
@@ -68,6 +69,7 @@ UNVERIFIED_NOTICE = "The claims of this answer were not checked against your doc
 REGENERATED_NOTICE = "The first answer did not hold up; this one was regenerated and verified again."
 REPAIRED_NOTICE = "{count} sentence(s) were removed because your documents do not support them."
 CACHED_VERDICTS_NOTICE = "Verified when this answer was first given."
+PARTIAL_NOTICE = "Verified as the answer to part of the question only: no answer was verified for {parts}."
 # What remains after removing sentences must stay this close to the question, relative to the full answer.
 MIN_RELEVANCE_KEPT = 0.85
 MIN_RELEVANCE = 0.25
@@ -102,6 +104,12 @@ class ClaimVerdict(BaseModel):
         return self.cited_passages
 
 
+class PartCheck(BaseModel):
+    question: str = Field(description="One part of a compound question, as a question of its own.")
+    judge_p: float = Field(description="The judge's P(yes) for the best served sentence as its answer.")
+    answered: bool
+
+
 class AnswerCheck(BaseModel):
     """The answer as a whole against its question: does what is served answer it?"""
 
@@ -123,7 +131,18 @@ class AnswerCheck(BaseModel):
                                                                           "question asks for.")
     short_answer_withheld: str | None = Field(default=None, description="Why a supported short answer is not "
                                                                         "shown with the served sentences.")
+    parts: list[PartCheck] | None = Field(default=None, description="A compound question's parts, each judged "
+                                                                     "on its own with each served sentence.")
     answers: bool
+
+    @property
+    def unanswered_parts(self) -> list[str]:
+        """The parts of a compound question the served answer leaves open: named only where another part was
+        answered (an answer the judge reads as the answer to the whole, and to no part alone, leaves none)."""
+        parts = self.parts or []
+        if not self.answers or not any(p.answered for p in parts):
+            return []
+        return [p.question for p in parts if not p.answered]
 
     def shown_short_answer(self) -> str | None:
         return self.short_answer if self.short_answer_supported and not self.short_answer_withheld else None
@@ -356,7 +375,9 @@ class Grounder:
         if result.answer_check is not None and result.answer_check.judge_p is not None:
             cut = self.settings.grounding_answer_judge_sentences
             version = f"{ANSWER_PROMPT_VERSION}/sentences={cut}" if cut else ANSWER_PROMPT_VERSION
-            parts.append(f"{version}/pieces=max" if self.settings.grounding_answer_judge_pieces else version)
+            if self.settings.grounding_answer_judge_pieces:
+                version += "/pieces=max" + ("/parts" if self.settings.grounding_answer_judge_parts else "")
+            parts.append(version)
         return "+".join(parts)
 
     def _attempt(self, question: str, answer, passages: list[Passage], risk: str, threshold: float,
@@ -429,7 +450,12 @@ class Grounder:
         stated by the passages as the answer to this question (question + short answer, one statement); with
         ``grounding_short_answer_decides`` a failing one declines the whole answer. Where the answer judge
         serves this risk level, the judge must also read the answer, in the passages it cites (or all those the
-        model was given: ``grounding_answer_judge_passages``), as stated to be the answer."""
+        model was given: ``grounding_answer_judge_passages``), as stated to be the answer; a compound question's
+        answer passes when it answers one of its parts (``grounding_answer_judge_parts``)."""
+        judge = self.scorer.load_judge() if risk in self.settings.grounding_answer_judge_risks else None
+        judges_parts = (judge is not None and self.settings.grounding_answer_judge_parts
+                        and self.settings.grounding_answer_judge_pieces)
+        parts = question_parts(question) if judges_parts else []
         check = AnswerCheck(asks=asked_for(question), supplied=answers_what_is_asked(question,
                                                                                  [v.claim for v in verdicts]),
                             answers=False)
@@ -440,12 +466,10 @@ class Grounder:
             check.short_answer_supported = bool(short_verdict.supported and short_answer_supplies(question, short))
             if check.short_answer_supported:
                 check.supplied = check.answers = True
-            elif self.settings.grounding_short_answer_decides:
+            elif self.settings.grounding_short_answer_decides and not parts:
+                # (A compound question's one short answer covers a part at best: its sentences decide.)
                 check.answers = False
-        if not check.answers or risk not in self.settings.grounding_answer_judge_risks:
-            return check
-        judge = self.scorer.load_judge()
-        if judge is None:
+        if not check.answers or judge is None:
             return check
         t = time.perf_counter()
         pieces = ([short] if check.short_answer_supported else []) + [s.text for s in sentences]
@@ -470,6 +494,18 @@ class Grounder:
             check.judge_p = round(judge.p_yes(answer_prompt(documents, question, served)), 4)
         check.threshold = self.settings.grounding_answer_judge_thresholds[risk]
         check.answers = check.judge_p >= check.threshold
+        if parts and sentences:
+            # "How long is the warranty, and how long with Care+?" answered for the warranty alone is not the
+            # answer to both: each part is put to the judge with each served sentence (the same documents, so
+            # the prefill is reused). An answer to one part is served, with the parts left open named.
+            check.parts = []
+            for part in parts:
+                p = max(judge.p_yes(answer_prompt(documents, part, s.text)) for s in sentences)
+                check.parts.append(PartCheck(question=part, judge_p=round(p, 4), answered=p >= check.threshold))
+            if not check.answers and any(p.answered for p in check.parts):
+                check.answers = True
+                if check.short_answer_supported and not check.short_answer_withheld:
+                    check.short_answer_withheld = "the answer covers only part of the question"
         timings["answer_judge_ms"] = _ms(time.perf_counter() - t)
         return check
 

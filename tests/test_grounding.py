@@ -213,6 +213,24 @@ def test_a_short_answer_names_something_new_of_the_kind_asked(question, short, s
     assert short_answer_supplies(question, short) is supplies
 
 
+@pytest.mark.parametrize("question, parts", [
+    ("What does error E30 indicate, and what minimum charge level is required to start a firmware update?",
+     ["What does error E30 indicate?", "What minimum charge level is required to start a firmware update?"]),
+    ("How many days do I have to return a K2, and within how many days must I buy Care+?",
+     ["How many days do I have to return a K2?", "Within how many days must I buy Care+?"]),
+    ("Does Halden store the location data, and how often is the position updated?",
+     ["Does Halden store the location data?", "How often is the position updated?"]),
+    ("How long is the warranty on the K2?", []),
+    ("What colours and sizes does the strap come in?", []),  # one question asking for two things
+    # HotpotQA: "..., and was produced by who?" continues a statement; it is one question
+    ("A writer is known for a 1983 film that was directed by Peter Yates, and was produced by who?", []),
+])
+def test_a_compound_question_is_split_into_the_questions_it_asks(question, parts):
+    from grounding.checks import question_parts
+
+    assert question_parts(question) == parts
+
+
 def test_quantities_are_parsed_once_into_value_unit_and_kind():
     from grounding.checks import currencies_in, numbers_with_units, parse
 
@@ -690,7 +708,8 @@ def test_the_answer_judge_can_read_the_cited_passage_cut_to_the_sentences_that_m
     assert result.decision == "served" and result.answer_check.judge_p is not None
     assert "26.1" in prompt_read and GAP in prompt_read, prompt_read
     assert cut_tokens < judge.last_call.prompt_tokens, (cut_tokens, judge.last_call.prompt_tokens)
-    assert result.prompt_version.endswith(f"+{ANSWER_PROMPT_VERSION}/sentences=2/pieces=max"), result.prompt_version
+    assert result.prompt_version.endswith(f"+{ANSWER_PROMPT_VERSION}/sentences=2/pieces=max/parts"), \
+        result.prompt_version
 
 
 def test_the_answer_judge_reads_each_piece_of_the_answer_as_the_proposed_answer(tmp_path, encoder, hits_for):
@@ -714,7 +733,7 @@ def test_the_answer_judge_reads_each_piece_of_the_answer_as_the_proposed_answer(
     assert len(by_piece.judge_pieces) == 2 and by_piece.judge_p == max(by_piece.judge_pieces), by_piece
     assert f"Proposed answer: {sentence}\n" in last_prompt[True], "the last call reads the sentence alone"
     assert joined.judge_pieces is None and f"Proposed answer: 26.1 megapixels. {sentence}" in last_prompt[False]
-    assert results[True].prompt_version.endswith("/pieces=max")
+    assert results[True].prompt_version.endswith("/pieces=max/parts")
     assert results[False].prompt_version.endswith(f"{ANSWER_PROMPT_VERSION}/sentences=2")
 
 
@@ -739,6 +758,36 @@ def test_a_short_answer_the_judge_does_not_read_as_the_answer_is_left_out_of_wha
     assert withheld.short_answer is None and [s.text for s in withheld.sentences] == [sentence]
     assert withheld.answer_check.short_answer_supported, "the claim check passed it; the judge did not"
     assert "short answer" in withheld.answer_check.short_answer_withheld
+
+
+def test_an_answer_to_one_part_of_a_compound_question_is_served_naming_the_part_it_leaves_open(tmp_path, encoder,
+                                                                                                hits_for):
+    """ATTEST_GROUNDING_ANSWER_JUDGE_PARTS (default on): the judge does not read "the warranty lasts 24 months"
+    as the answer to "how long is the warranty, and how long is coverage with Care+?", but it does for the first
+    part alone; that answer is served with a notice naming the part it leaves open. Off: declined."""
+    from api.question import Verification
+
+    question = "How long is the standard warranty on the K2 camera body, and how long is total coverage with Care+?"
+    hits = hits_for(question)
+    answer = make_answer(question, hits, [("The standard limited warranty on the K2 camera body lasts 24 months.",
+                                           [passage_with(hits, "24 months")])])
+    probe, _ = judged_at_low(tmp_path / "probe", encoder, question, answer, hits,
+                             grounding_answer_judge_thresholds={"low": 0.999})
+    whole, (first, second) = probe.answer_check.judge_p, probe.answer_check.parts
+    assert first.question == "How long is the standard warranty on the K2 camera body?"
+    assert second.question == "How long is total coverage with Care+?"
+    assert whole < first.judge_p and second.judge_p < first.judge_p, probe.answer_check
+    at_first = {"low": first.judge_p}  # the first part passes; the whole question and the second do not
+    results = {}
+    for on in (True, False):
+        results[on], _ = judged_at_low(tmp_path / f"parts-{on}", encoder, question, answer, hits,
+                                       grounding_answer_judge_thresholds=at_first, grounding_answer_judge_parts=on)
+    served, declined = results[True], results[False]
+    assert served.decision == "served" and served.answer_check.answers
+    assert served.answer_check.unanswered_parts == [second.question]
+    notice = Verification.from_grounded(served, hits, answer).notice
+    assert "part of the question" in notice and second.question in notice and first.question not in notice
+    assert declined.decision == "rejected" and declined.answer_check.parts is None
 
 
 def test_the_judges_cut_keeps_what_every_sentence_of_the_answer_rests_on(encoder):
