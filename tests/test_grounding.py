@@ -776,8 +776,9 @@ def test_an_answer_to_one_part_of_a_compound_question_is_served_naming_the_part_
     whole, (first, second) = probe.answer_check.judge_p, probe.answer_check.parts
     assert first.question == "How long is the standard warranty on the K2 camera body?"
     assert second.question == "How long is total coverage with Care+?"
-    assert whole < first.judge_p and second.judge_p < first.judge_p, probe.answer_check
-    at_first = {"low": first.judge_p}  # the first part passes; the whole question and the second do not
+    bar = first.judge_p - 0.0001  # judge_p is rounded to 4 places: a hair under it, the first part passes
+    assert whole < bar and second.judge_p < bar, probe.answer_check
+    at_first = {"low": bar}  # the first part passes; the whole question and the second do not
     results = {}
     for on in (True, False):
         results[on], _ = judged_at_low(tmp_path / f"parts-{on}", encoder, question, answer, hits,
