@@ -283,6 +283,36 @@ def test_true_sentences_that_do_not_name_what_was_asked_are_declined_plainly(gro
     assert "req_test" in result.text
 
 
+def test_an_answer_whose_true_claims_do_not_answer_is_retried_only_for_a_compound_question(grounding_settings,
+                                                                                          encoder, hits_for):
+    """Every claim holds and none answers: the second try would mostly find the same passages' other true
+    sentences, so it is not asked for (ATTEST_GROUNDING_REGENERATE_UNANSWERED, default off), except for a
+    compound question, where the second answer can add the part left open. A failing claim is still retried."""
+    off_topic = "Care+ also gives free shipping in both directions for all Care+ claims."
+    compound = f"{REPAIR_Q[:-1]}, and how much does Care+ cost?"
+    calls = []
+
+    def regenerate(failing, instruction):
+        calls.append(failing)
+        return None
+
+    def retried(question, **overrides) -> bool:
+        hits = hits_for(REPAIR_Q)
+        answer = make_answer(question, hits, [(off_topic, [passage_with(hits, "within 5 business days")])])
+        grounder = Grounder(grounding_settings.model_copy(update=overrides), encoder=encoder)
+        try:
+            result = grounder.verify(question, answer, hits, risk="low", regenerate=regenerate)
+        finally:
+            grounder.close()
+        assert result.decision == "rejected" and all(v.supported for v in result.claims), result.claims
+        made, calls[:] = bool(calls), []
+        return made
+
+    assert not retried(REPAIR_Q)
+    assert retried(REPAIR_Q, grounding_regenerate_unanswered=True)
+    assert retried(compound)
+
+
 def test_a_sentence_that_stops_where_its_content_should_be_is_never_served(grounder, hits_for):
     hits = hits_for(REPAIR_Q)
     n = passage_with(hits, "within 5 business days")
