@@ -233,7 +233,8 @@ class Settings(BaseSettings):
     # 7/12 whole. With the answer judge on (stop 29), 3 + q8_0: p50 0.93x, 3 more wrong answers served: off.
     answer_condense_sentences: int = Field(default=0, ge=0, le=50)
     # When the fast model declines, or its answer fails verification, ask the strong model (the complex
-    # route's) once: grounding's one regeneration is then the strong model's (api/question.py).
+    # route's) once: grounding's one regeneration is then the strong model's (api/question.py). An answer
+    # whose claims all hold but answer nothing gets no regeneration (grounding_regenerate_unanswered), so none.
     answer_escalate: bool = False
     # Circuit breaker per provider: opens after N consecutive failures, probes again after the cool-down.
     breaker_failures: int = Field(default=3, ge=1)
