@@ -25,6 +25,7 @@ class AnswerTextStream:
         self._raw: list[str] = []
         self.text = ""  # everything returned so far
         self.complete: list[tuple[str, list[int]]] = []  # sentences whose text and passages are final
+        self.finished = False  # the whole object has arrived
 
     def feed(self, delta: str) -> str:
         self._raw.append(delta)
@@ -40,10 +41,10 @@ class AnswerTextStream:
             return None
         body = raw[start:]
         try:
-            parsed, complete = from_json(body), True
+            parsed, whole = from_json(body), True
         except ValueError:
             try:
-                parsed, complete = from_json(body, allow_partial="trailing-strings"), False
+                parsed, whole = from_json(body, allow_partial="trailing-strings"), False
             except ValueError:  # mid-escape, or text after the object (a code fence): wait for more
                 return None
         sentences = parsed.get("sentences") if isinstance(parsed, dict) else None
@@ -57,7 +58,7 @@ class AnswerTextStream:
             text = sentence.get("text")
             if not isinstance(text, str):
                 break
-            final = complete or index < len(sentences) - 1
+            final = whole or index < len(sentences) - 1
             passages = sentence.get("passages") if final else None
             marks = "".join(f"[{n}]" for n in passages if isinstance(n, int)) if isinstance(passages, list) else ""
             parts.append(f"{text} {marks}" if marks else text)
@@ -65,4 +66,5 @@ class AnswerTextStream:
                 complete.append((text, [n for n in passages if isinstance(n, int)]))
         if len(complete) >= len(self.complete):
             self.complete = complete
+        self.finished = whole
         return " ".join(parts)

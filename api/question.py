@@ -269,7 +269,8 @@ class QuestionPath:
                 piece = text_stream.feed(delta)
                 if piece:
                     emit("token", {"text": piece})
-                if early is not None and text_stream.complete:
+                # Only while the model is still writing: a one-sentence answer is verified with the rest.
+                if early is not None and text_stream.complete and not text_stream.finished:
                     early.start(*text_stream.complete[0])
 
         with self._span("generate", request_id=request_id) as span:

@@ -396,7 +396,12 @@ class Grounder:
         base = dict(request_id=request_id, question=question, risk=risk, threshold=threshold,
                     model=self.scorer.model_name(risk), answer=answer)
         split = split_claims(answer)
-        if not split.claims:  # a decline, a failure message, or nothing checkable: nothing to verify
+        if not split.claims and getattr(answer, "answerable", False) and getattr(answer, "sentences", None):
+            # The model says it answers, yet no sentence states anything (the question said back, "The passages
+            # do not mention it"): nothing to verify is no answer, not a verified one.
+            check = AnswerCheck(asks=asked_for(question), supplied=False, answers=False)
+            return self._withheld(base, split.sentences, check, NOT_ANSWERED_TEXT, review)
+        if not split.claims:  # a decline or a failure message: nothing to verify
             return GroundedAnswer(decision="served", text=getattr(answer, "answer", "") or "",
                                   sentences=list(getattr(answer, "sentences", []) or []), confidence=1.0, **base)
         # The short answer rides along as one more claim (its evidence pool and scoring rounds are shared):

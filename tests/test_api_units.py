@@ -63,6 +63,15 @@ def test_a_sentence_is_complete_once_the_next_one_begins_or_the_object_ends():
     assert stream.complete == [("It lasts two years.", [1, 2]), ("Then it ends.", [3])]
 
 
+def test_a_one_sentence_answer_is_complete_when_the_object_ends_whatever_the_key_order():
+    """Its passage list is final only then (a later key may follow it): until then no markers, no check."""
+    stream = AnswerTextStream()
+    shown = stream.feed('{"short_answer": "two years", "sentences": [{"text": "It lasts two years.", "passages": [1]}], ')
+    assert shown == "It lasts two years." and stream.complete == [] and not stream.finished
+    assert stream.feed('"answerable": true}') == " [1]"
+    assert stream.complete == [("It lasts two years.", [1])] and stream.finished
+
+
 def test_a_decline_streams_its_sentence_and_nothing_else():
     stream = AnswerTextStream()
     assert stream.feed('{"answerable": false, "sentences": [{"text": "The documents do not say.", '

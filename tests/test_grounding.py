@@ -459,6 +459,20 @@ def test_decline_has_no_claims_and_is_served_as_is(grounder, hits_for):
     assert result.decision == "served" and result.claims == [] and result.text == "The documents do not say."
 
 
+def test_an_answer_that_states_nothing_is_declined_not_served_as_verified(grounder, hits_for):
+    """Seen at risk high on HotpotQA (absent): the 0.5B gave the question back as its answer, citing five
+    passages. No claim means nothing was verified, so nothing may be served."""
+    hits = hits_for(REPAIR_Q)
+    n = passage_with(hits, "within 5 business days")
+    for sentence in (REPAIR_Q, "The passages do not mention how long a priority repair takes."):
+        answer = make_answer(REPAIR_Q, hits, [(sentence, [n])])
+        for risk in ("low", "high"):
+            result = grounder.verify(REPAIR_Q, answer, hits, risk=risk)
+            assert result.decision == "rejected", (sentence, risk, result.text)
+            assert result.claims == [] and sentence not in result.text and "do not say" in result.text
+            assert result.answer_check is not None and not result.answer_check.answers
+
+
 def test_unknown_risk_level_is_refused_with_the_valid_ones(grounder, hits_for):
     with pytest.raises(ValueError, match="high, low"):
         grounder.verify(REPAIR_Q, make_answer(REPAIR_Q, hits_for(REPAIR_Q), [("x y z.", [1])]), hits_for(REPAIR_Q), risk="medium")
