@@ -294,7 +294,8 @@ class QuestionPath:
             if result.provider:
                 span.set_attribute("attest.provider", result.provider)
         check_cancel()
-        if self._should_escalate(result) and not result.answerable:
+        escalated = False
+        if self._escalates_decline(result) and not result.answerable:
             # The fast model declined: the strong one gets one try (not streamed: the decline already was).
             t = time.perf_counter()
             with self._span("escalate", request_id=request_id):
@@ -311,7 +312,7 @@ class QuestionPath:
                     stronger = None
             timings["escalate_ms"] = _ms(time.perf_counter() - t)
             if stronger is not None and stronger.status in ("answered", "declined"):
-                result = stronger
+                result, escalated = stronger, True
         check_cancel()
         for key in ("cache_lookup_ms", "first_token_ms", "route_ms", "validate_ms", "condense_ms"):
             if key in result.timings_ms:
@@ -325,7 +326,7 @@ class QuestionPath:
         with self._span("verify", request_id=request_id, risk=risk) as span:
             t = time.perf_counter()
             verification = self._verify(question, result, passages, risk, collection, filters, principal,
-                                        providers, request_id, review)
+                                        providers, request_id, review, escalated)
             timings["verify_ms"] = _ms(time.perf_counter() - t)
             timings.update(verification.timings_ms)  # parts of verify_ms
             span.set_attribute("attest.decision", verification.decision)
@@ -355,7 +356,8 @@ class QuestionPath:
 
     # ---- stages ----------------------------------------------------------------------------------------
     def _verify(self, question: str, result: AnswerResult, passages: NumberedPassages, risk: str, collection,
-                filters, principal, providers, request_id: str, review: bool | None = None) -> Verification:
+                filters, principal, providers, request_id: str, review: bool | None = None,
+                escalated: bool = False) -> Verification:
         if result.status in ("unavailable", "over_budget"):
             return Verification("rejected", False)
         if not result.answerable:  # a decline claims nothing: nothing to check
@@ -382,7 +384,7 @@ class QuestionPath:
             return self.pipeline.answer(question, passages, collection=collection, filters=filters or None,
                                         principal=principal, providers=list(providers) if providers else None,
                                         use_cache=False, request_id=request_id, instruction=instruction,
-                                        escalate=self._should_escalate(result))
+                                        escalate=escalated or self._should_escalate(result))
 
         try:
             grounded = self.grounder.verify(question, result, passages, risk, regenerate,
@@ -404,6 +406,12 @@ class QuestionPath:
         """The fast model's own answer, with escalation on: its decline or its failed verification gets one
         more try from the strong model (ATTEST_ANSWER_ESCALATE)."""
         return self.settings.answer_escalate and result.served_from == "model" and result.tier == "fast"
+
+    def _escalates_decline(self, result: AnswerResult) -> bool:
+        """The fast model's own decline gets the strong model's one try (ATTEST_ANSWER_ESCALATE_DECLINES, or
+        ATTEST_ANSWER_ESCALATE, which also escalates a failed verification)."""
+        return (self.settings.answer_escalate_declines and result.served_from == "model" and result.tier == "fast"
+                or self._should_escalate(result))
 
     def _remember(self, result: AnswerResult, vector, collection, filters, verification: Verification) -> None:
         """A served or repaired answer, verified, fresh from a model, enters the cache as it was served."""

@@ -639,6 +639,15 @@ def answers_what_is_asked(question: str, claims: Sequence[str]) -> bool:
     return any(question_signals(claim, question)["supplies_asked"] > 0 for claim in claims)
 
 
+_YES_OR_NO = re.compile(r"^\W*(?:yes|no)\W*$", re.I)
+
+
+def yes_or_no(short_answer: str | None) -> bool:
+    """A bare "Yes" / "No": it names nothing to check ("Is there a shortcut? Yes." scores 0.01 with the verifier,
+    whose question-answer statements name an entity); the sentences carry the answer."""
+    return bool(short_answer) and bool(_YES_OR_NO.match(short_answer))
+
+
 def short_answer_supplies(question: str, short_answer: str) -> bool:
     """A short answer ("Osaka", "24 months", "Dec 2, 2022") is of the kind the question asks for, and names
     something the question does not ("Halden K2" answers nothing about the Halden K2's colours; an either/or

@@ -40,7 +40,7 @@ from pydantic import BaseModel, Field
 from answer.passages import NumberedPassages
 from attest_settings import ANSWER_JUDGE_CALIBRATED
 from grounding.checks import (answers_what_is_asked, asked_for, numbers_in, question_parts, question_vetoes,
-                             short_answer_supplies)
+                             short_answer_supplies, yes_or_no)
 from grounding.claims import Claim, SplitAnswer, answer_statement, split_claims
 from grounding.evidence import Evidence, EvidencePool, Passage, answer_judge_documents
 from grounding.judge import ANSWER_PROMPT_VERSION, answer_prompt, evidence_block
@@ -51,8 +51,9 @@ Decision = Literal["served", "repaired", "rejected", "queued_for_review"]
 CitationStatus = Literal["ok", "corrected", "added", "unsupported", "none"]
 # @2: restated questions fail, fragments are checked with their question; @3: the answer as a whole must
 # name what the question asks for (and, where the answer judge is on, be stated as the answer by the passages);
-# @4: the short answer is verified as the answer to the question (question + short answer, one statement)
-PROMPT_VERSION = "grounding@4"
+# @4: the short answer is verified as the answer to the question (question + short answer, one statement);
+# @5: an answer with nothing checkable is declined, a bare yes/no short answer is set aside
+PROMPT_VERSION = "grounding@5"
 log = logging.getLogger(__name__)
 
 # What the user reads for each decision that does not show the model's text, and the notices beside it.
@@ -407,6 +408,8 @@ class Grounder:
         # The short answer rides along as one more claim (its evidence pool and scoring rounds are shared):
         # the question and the short answer as one statement, checked against the passages the answer cites.
         short = getattr(answer, "short_answer", None)
+        if yes_or_no(short):  # set aside, never shown: the sentences must answer the yes/no question themselves
+            short = None
         statement = answer_statement(question, short)
         checked = split
         if statement:

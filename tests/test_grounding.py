@@ -631,6 +631,21 @@ def test_a_fragment_answer_is_checked_together_with_its_question(grounder, hits_
     assert made_up.decision == "rejected" and made_up.claims, "a one-word answer must be checked"
 
 
+def test_a_bare_yes_or_no_short_answer_is_set_aside_and_the_sentences_answer(grounder, hits_for):
+    """g004 with the 1.5B: "Yes" plus the shortcut's sentence. As a statement ("Is there a button shortcut ...?
+    Yes.") the verifier scored it 0.01 and the whole answer was declined; the sentence states the answer."""
+    question = "Is there a button shortcut for formatting a memory card on the K2?"
+    hits = hits_for(question)
+    n = passage_with(hits, "ISO button together")
+    sentence = [("Press and hold the Delete button and the ISO button together for 2 seconds to open the format "
+                 "screen for Slot 1.", [n])]
+    for short in ("Yes", "No"):
+        result = grounder.verify(question, make_answer(question, hits, sentence).model_copy(
+            update={"short_answer": short}), hits, risk="low")
+        assert result.decision == "served", (short, result.answer_check)
+        assert result.short_answer is None and result.answer_check.statement is None
+
+
 def test_the_short_answer_is_verified_as_the_answer_to_the_question(grounder, hits_for):
     """Issue 13: the right words in the wrong relation. The sentence holds, but the short answer names a figure
     the passages give for something else: the question and the short answer, as one statement, are not stated
