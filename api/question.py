@@ -410,8 +410,8 @@ class QuestionPath:
     def _escalates_decline(self, result: AnswerResult) -> bool:
         """The fast model's own decline gets the strong model's one try (ATTEST_ANSWER_ESCALATE_DECLINES, or
         ATTEST_ANSWER_ESCALATE, which also escalates a failed verification)."""
-        return (self.settings.answer_escalate_declines and result.served_from == "model" and result.tier == "fast"
-                or self._should_escalate(result))
+        fast_model = result.served_from == "model" and result.tier == "fast"
+        return (self.settings.answer_escalate_declines and fast_model) or self._should_escalate(result)
 
     def _remember(self, result: AnswerResult, vector, collection, filters, verification: Verification) -> None:
         """A served or repaired answer, verified, fresh from a model, enters the cache as it was served."""
