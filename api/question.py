@@ -405,13 +405,13 @@ class QuestionPath:
     def _should_escalate(self, result: AnswerResult) -> bool:
         """The fast model's own answer, with escalation on: its decline or its failed verification gets one
         more try from the strong model (ATTEST_ANSWER_ESCALATE)."""
-        return self.settings.answer_escalate and result.served_from == "model" and result.tier == "fast"
+        return self.settings.answer_escalate and _from_fast_model(result)
 
     def _escalates_decline(self, result: AnswerResult) -> bool:
         """The fast model's own decline gets the strong model's one try (ATTEST_ANSWER_ESCALATE_DECLINES, or
         ATTEST_ANSWER_ESCALATE, which also escalates a failed verification)."""
-        fast_model = result.served_from == "model" and result.tier == "fast"
-        return (self.settings.answer_escalate_declines and fast_model) or self._should_escalate(result)
+        settings = self.settings
+        return (settings.answer_escalate_declines or settings.answer_escalate) and _from_fast_model(result)
 
     def _remember(self, result: AnswerResult, vector, collection, filters, verification: Verification) -> None:
         """A served or repaired answer, verified, fresh from a model, enters the cache as it was served."""
@@ -524,6 +524,10 @@ class _EarlyCheck:
             self.verified_ms = _ms(time.perf_counter() - self.started)
             self.emit("verified", {"sentence": 0, "text": text, "passages": cited,
                                    "score": round(min(float(v.score) for v in verdicts), 4)})
+
+
+def _from_fast_model(result: AnswerResult) -> bool:
+    return result.served_from == "model" and result.tier == "fast"
 
 
 def _short_answer(result: AnswerResult, verification: Verification) -> str | None:
