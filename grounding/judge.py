@@ -111,10 +111,13 @@ class LlamaJudge:
         self.last_call: JudgeCall | None = None
 
     @classmethod
-    def load(cls, model: str, models_dir: Path, n_ctx: int = 2048, n_threads: int = 2) -> "LlamaJudge":
+    def load(cls, model: str, models_dir: Path, n_ctx: int = 2048, n_threads: int = 2,
+             weights: str = "shipped") -> "LlamaJudge":
+        """``weights`` as the local provider's (ATTEST_LOCAL_WEIGHTS), so that a judge that is also an answer
+        model shares its one loaded instance instead of holding a second copy of the model."""
         from answer.providers.local import load_model
 
-        return cls(load_model(model, models_dir, n_ctx, n_threads), model)
+        return cls(load_model(model, models_dir, n_ctx, n_threads, weights), model)
 
     def _token_ids(self, words) -> list[int]:
         ids = set()

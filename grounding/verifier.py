@@ -253,5 +253,5 @@ def build_judge(settings):
         return OpenAIJudge.from_settings(settings)
     if settings.grounding_judge == "local":
         return LlamaJudge.load(settings.grounding_judge_model_name, settings.models_dir, settings.local_ctx,
-                               settings.local_threads)
+                               settings.local_threads, settings.local_weights)
     raise ValueError(f"no judge configured (grounding_judge={settings.grounding_judge!r})")

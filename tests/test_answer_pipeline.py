@@ -275,7 +275,8 @@ def test_local_model_answers_a_demo_question_with_valid_citations(pipeline_for, 
 def test_q8_0_weights_are_made_once_from_the_verified_file_and_answer_the_same_question(model_dir, pipeline_for,
                                                                                      hits_for):
     """ATTEST_LOCAL_WEIGHTS=q8_0: llama.cpp requantizes the shipped Q4_K_M file once, beside it; the model
-    loaded from it answers the quick-start question from the same passage."""
+    loaded from it answers the quick-start question from the same passage, and a judge on that model reads
+    with the same weights from the same loaded copy (not a second copy of the shipped file)."""
     from llama_cpp import Llama
 
     from answer.models import ModelWeightsError, ensure_model_file
@@ -295,6 +296,14 @@ def test_q8_0_weights_are_made_once_from_the_verified_file_and_answer_the_same_q
     assert result.status == "answered", result.attempts
     assert "manual/getting-started.md" in {c.doc_id for c in result.citations}
     assert "German" in result.answer and "Spanish" in result.answer
+
+    from answer.providers.local import load_model
+    from grounding.verifier import build_judge
+
+    judge = build_judge(pipeline.settings.model_copy(update={"grounding_judge": "local",
+                                                             "grounding_judge_model": FAST_MODEL}))
+    assert judge.loaded is load_model(FAST_MODEL, pipeline.settings.models_dir, weights="q8_0")
+    assert judge.loaded is not load_model(FAST_MODEL, pipeline.settings.models_dir)
 
 
 def test_a_simple_question_reads_condensed_passages_and_a_complex_one_reads_them_whole(pipeline_for, hits_for,
