@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -65,6 +66,22 @@ CUT_FORMS = {f"cut{n}": n for n in (1, 2, 3, 4, 6)}
 # the first sentence). A two-part answer is judged part by part; cutN judges the whole answer as one.
 PIECE_FORMS = {f"pieces{n}": n for n in (2,)}
 PIECE_AGGREGATES = {"max": max, "mean": lambda ps: sum(ps) / len(ps), "min": min, "first": lambda ps: ps[0]}
+# Contextual calibration ("Calibrate Before Use", Zhao et al. 2021): the pieces2 calls, plus the judge's P(yes) for a
+# content-free proposed answer over the same documents and question (its prefill reused). The score is the best
+# piece's log-odds minus the content-free answer's, as a probability: how much more the judge believes this answer
+# than it believes nothing at all, so that a question whose documents make the judge say Yes to anything (or No to
+# everything) is read against its own baseline. "<form>:<null>" for each content-free answer.
+CONTRAST_FORMS = {f"contrast{n}": n for n in (2,)}
+NULL_ANSWERS = {"na": "N/A", "unknown": "unknown", "empty": "(no answer)"}
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
 
 SELF_ANSWER_SYSTEM = "You answer questions only from the documents you are given."
 
@@ -146,7 +163,8 @@ def main() -> None:
     parser.add_argument("outputs", nargs="+", type=Path, help="answers_dev output files")
     parser.add_argument("--data-dir", type=Path, required=True, help="answers_dev's index (built if missing)")
     parser.add_argument("--forms", default=",".join(FORMS),
-                        help=f"of {', '.join(FORMS)}, {', '.join(CUT_FORMS)}, {', '.join(PIECE_FORMS)}, self_answer")
+                        help=f"of {', '.join(FORMS)}, {', '.join(CUT_FORMS)}, {', '.join(PIECE_FORMS)}, "
+                             f"{', '.join(CONTRAST_FORMS)}, self_answer")
     parser.add_argument("--thresholds", default="0.3,0.4,0.5,0.6,0.7")
     parser.add_argument("--out", type=Path, help="per-answer P(yes) of each form, as JSON (resumed if present)")
     parser.add_argument("--labels", type=Path, help="hand labels of demo answers (benchmarks/outputs/"
@@ -177,7 +195,7 @@ def main() -> None:
         row["p"], row["tokens"] = old.get("p", {}), old.get("tokens", {})
         if "self_answer" in old:
             row["self_answer"] = old["self_answer"]
-        for key in ("seconds", "pieces"):
+        for key in ("seconds", "pieces", "nulls"):
             if key in old:
                 row[key] = old[key]
     started = time.perf_counter()
@@ -196,6 +214,20 @@ def main() -> None:
             if form == "self_answer":
                 row["p"][form], row["self_answer"], row["tokens"][form] = self_answer(judge, read, row["question"],
                                                                                       row["served"])
+            elif form in CONTRAST_FORMS:
+                documents = answer_judge_documents(row["question"], row["served"], passages, encoder,
+                                                   CONTRAST_FORMS[form])
+                pieces = row["pieces_text"] or [row["served"]]
+                ps = [judge.p_yes(answer_prompt(documents, row["question"], piece)) for piece in pieces]
+                tokens = judge.last_call.prompt_tokens
+                nulls = {name: judge.p_yes(answer_prompt(documents, row["question"], text))
+                         for name, text in NULL_ANSWERS.items()}
+                row.setdefault("pieces", {})[form] = [round(p, 4) for p in ps]
+                row.setdefault("nulls", {})[form] = {name: round(p, 4) for name, p in nulls.items()}
+                for name, p0 in nulls.items():
+                    row["p"][f"{form}:{name}"] = round(_sigmoid(max(_logit(p) for p in ps) - _logit(p0)), 4)
+                row["p"][form] = row["p"][f"{form}:na"]
+                row["tokens"][form] = tokens
             elif form in PIECE_FORMS:
                 documents = answer_judge_documents(row["question"], row["served"], passages, encoder,
                                                    PIECE_FORMS[form])
@@ -220,6 +252,7 @@ def main() -> None:
         if args.out:
             args.out.write_text(json.dumps(rows, indent=1))
     reported = [f for form in forms for f in ([f"{form}:{a}" for a in PIECE_AGGREGATES] if form in PIECE_FORMS
+                                              else [f"{form}:{n}" for n in NULL_ANSWERS] if form in CONTRAST_FORMS
                                               else [form])]
     print("\n".join(report(rows, reported, thresholds)))
 
