@@ -13,7 +13,9 @@ the demo golden set's unanswerable questions against the demo corpus (more (a) c
 - (a) declined: the answer shown states nothing (decision rejected or queued, or the model declined);
 - (b) correct and served; wrongly declined; and, side by side, "correct before grounding": the model's own
   draft (its claims, served or not) contains the reference. Grounding must not throw good answers away, so
-  the share of those drafts that were served is the figure to watch;
+  the share of those drafts that were served is the figure to watch. Beside it, stricter: a draft whose own
+  short answer (the one it would show first) misses the reference is not counted right, however much of the
+  passage its sentences copy ("1986 FIFA World Cup" for 1982 with the 1982 passage pasted after it);
 - (b) the short answer's exact match and token F1 against the reference over every question asked (a
   declined or withheld answer scores 0): HotpotQA's official answer metrics;
 - with ``--demo-answerable``, the demo golden set's answerable questions too: the share answered and served;
@@ -189,7 +191,8 @@ def ask(client, case: dict, collection: str, risk: str, stream: bool = False) ->
         return {**case, "collection": collection, "risk": risk, "error": body, "seconds": seconds}
     shown = body["decision"] in ("served", "repaired") and body["status"] == "answered"
     draft = " ".join([body["answer"] if shown else ""] + [c["text"] for c in body["claims"]] + body["retracted"])
-    return {**case, "collection": collection, "risk": risk, "seconds": round(seconds, 2),
+    return {**case, "reference": case["answer"], "collection": collection, "risk": risk,
+            "seconds": round(seconds, 2),
             "decision": body["decision"], "status": body["status"], "answer": body["answer"], "shown": shown,
             "declined": not shown, "draft": draft, "answer_check": body.get("answer_check"),
             "model": body.get("model"), "short_answer": body.get("short_answer"),
@@ -202,6 +205,12 @@ def ask(client, case: dict, collection: str, risk: str, stream: bool = False) ->
             "stream": seen,
             "correct": shown and case["answer"] is not None and contains(body["answer"], case["answer"]),
             "draft_correct": case["answer"] is not None and contains(draft, case["answer"])}
+
+
+def draft_right_strictly(row: dict) -> bool:
+    """The draft holds the reference, and so does its own short answer where it gave one."""
+    short = row.get("draft_short_answer")
+    return bool(row["draft_correct"]) and (not short or contains(short, row["reference"]))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -249,12 +258,16 @@ def summarise(rows: list[dict], label: str) -> list[str]:
                 drafts = [r for r in got if r["draft_correct"]]
                 kept = sum(r["correct"] for r in drafts)
                 wrongly = sum(r["declined"] for r in drafts)
+                strict = [r for r in drafts if draft_right_strictly(r)]
+                strict_kept = sum(r["correct"] for r in strict)
                 em = statistics.mean(r.get("em", 0.0) for r in got)
                 f1 = statistics.mean(r.get("f1", 0.0) for r in got)
                 lines.append(f"| {label} | {risk} | (b) present | {len(got)} | correct and served {correct} "
                              f"({correct / len(got):.0%}); short answer EM {em:.3f}, F1 {f1:.3f} | "
                              f"draft correct {len(drafts)}; of those served {kept} "
-                             f"({kept / max(1, len(drafts)):.0%}), wrongly declined {wrongly} | "
+                             f"({kept / max(1, len(drafts)):.0%}), wrongly declined {wrongly}; its own short answer "
+                             f"right too {len(strict)}, of those served {strict_kept} "
+                             f"({strict_kept / max(1, len(strict)):.0%}) | "
                              f"declined {sum(r['declined'] for r in got)} | {latency} |")
     return lines
 
