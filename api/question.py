@@ -296,14 +296,19 @@ class QuestionPath:
         check_cancel()
         escalated = False
         if self._escalates_decline(result) and not result.answerable:
-            # The fast model declined: the strong one gets one try (not streamed: the decline already was).
+            # The fast model declined: the strong one gets one try. At low risk its answer streams too, after
+            # a `restart` event that tells the client to drop the decline it was shown.
             t = time.perf_counter()
+            if risk == "low":
+                emit("restart", {"reason": "escalated",
+                                 "detail": "the fast model declined; a stronger model answers instead"})
+                text_stream = AnswerTextStream()  # on_delta reads the new one
             with self._span("escalate", request_id=request_id):
                 try:
                     stronger = self.pipeline.answer(question, passages, collection=collection,
                                                     filters=filters or None, principal=principal,
                                                     providers=list(providers) if providers else None,
-                                                    question_vector=vector, use_cache=False,
+                                                    question_vector=vector, on_delta=on_delta, use_cache=False,
                                                     request_id=request_id, escalate=True)
                 except GenerationCancelled:
                     raise

@@ -171,6 +171,8 @@ def ask_streamed(client, payload: dict) -> tuple[int, dict, dict]:
         for line in response.iter_lines():
             if line.startswith("event:"):
                 event = line.split(":", 1)[1].strip()
+                if event == "restart":  # the text shown so far was dropped: time the answer that replaces it
+                    seen.pop("token_s", None)
                 seen.setdefault(f"{event}_s", round(time.perf_counter() - started, 2))
             elif line.startswith("data:") and event in ("final", "error"):
                 body = json.loads(line.split(":", 1)[1])

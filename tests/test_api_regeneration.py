@@ -135,6 +135,25 @@ def test_with_declines_escalated_only_the_fast_model_s_decline_goes_to_the_stron
     assert failed["model"] == "gpt-4o-mini" and "5-year" not in failed["answer"]
 
 
+def test_the_strong_model_s_answer_streams_after_a_restart_event_that_drops_the_fast_model_s_decline(
+        escalating_declines):
+    client, model, _ = escalating_declines
+    model.requests.clear()
+    with client.stream("POST", "/v1/query/stream", json={"question": "How long is the warranty on the K2 camera "
+                                                                      "body?", "risk": "low"}) as response:
+        events = list(sse_events(response))
+    names = [name for name, _ in events]
+    assert [r["model"] for r in model.requests] == ["gpt-4o-mini", "gpt-4o"]
+    restart = names.index("restart")
+    assert events[restart][1]["reason"] == "escalated"
+    before = "".join(data["text"] for name, data in events[:restart] if name == "token")
+    after = "".join(data["text"] for name, data in events[restart:] if name == "token")
+    assert "do not say" in before and "do not say" not in after
+    final = events[-1][1]
+    assert names[-1] == "final" and final["model"] == "gpt-4o" and final["decision"] == "served"
+    assert after.startswith(CORRECT) and final["answer"].startswith(CORRECT)
+
+
 def test_an_unsupported_answer_is_regenerated_with_its_failing_claim_named_and_verified_again(scripted):
     client, model, settings = scripted
     model.requests.clear()

@@ -25,12 +25,14 @@ router = APIRouter(prefix="/v1", tags=["questions"])
 
 _SSE_DOC = """Server-sent events, in order. Low risk: `retrieval`, `token`..., `verified` (the first sentence, once
 its claims hold, checked while the model writes the rest; absent when it did not hold), `claim`..., `final`.
+When the fast model declines and a stronger one answers instead, `restart` (`reason`: "escalated") comes
+between the two: drop the tokens shown so far; the stronger model's `token`s follow.
 High risk: `retrieval`, then (after verification) `claim`..., `token`... (verified text only), `final`.
 `final` carries the whole answer object (as `POST /v1/query` returns it) with `retracted`; `error` carries
 `message` and `request_id`. Lines starting with ':' are keep-alive comments."""
 # One server-sent event; ``data`` is JSON (``final``: a QueryResponse).
 _SSE_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
-    "event": {"type": "string", "enum": ["retrieval", "token", "verified", "claim", "final", "error"]},
+    "event": {"type": "string", "enum": ["retrieval", "token", "verified", "restart", "claim", "final", "error"]},
     "data": {"type": "string", "contentMediaType": "application/json"}}}
 
 
