@@ -74,6 +74,7 @@ PIECE_AGGREGATES = {"max": max, "mean": lambda ps: sum(ps) / len(ps), "min": min
 CONTRAST_FORMS = {f"contrast{n}": n for n in (2,)}
 NULL_ANSWERS = {"na": "N/A", "unknown": "unknown", "empty": "(no answer)"}
 
+
 def _logit(p: float) -> float:
     p = min(max(p, 1e-6), 1 - 1e-6)
     return math.log(p / (1 - p))
