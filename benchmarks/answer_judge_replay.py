@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from answers_dev import ensure_index, load  # noqa: E402
 from grounding.claims import markers, strip_markers  # noqa: E402
 from grounding.evidence import Passage, answer_judge_documents, passage_sentences  # noqa: E402
-from grounding.judge import answer_prompt, numbered  # noqa: E402
+from grounding.judge import ANSWER_QUESTION, SYSTEM, answer_prompt, numbered  # noqa: E402
 
 ANSWER_QUESTION_V1 = "Do the documents state that the proposed answer is the answer to the question? Answer Yes or No."
 
@@ -82,6 +82,35 @@ def _logit(p: float) -> float:
 
 def _sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
+
+
+# The judge's rules moved from the end of the user turn into the system prompt, which every judge call of every
+# request shares (llama.cpp keeps it in the KV cache between requests on the fast route), so that only the
+# documents, question and answer are prefilled: "rules2" reads what pieces2 reads, with the rules first. Both it
+# and "pieces2primed" (pieces2's own prompts) are timed from a KV cache that already holds the prompt's opening
+# up to the documents, as the server's judge finds it after the previous request.
+RULES_FORMS = {"rules2": 2, "pieces2primed": 2}
+ANSWER_RULES = ANSWER_QUESTION.removesuffix(" Answer Yes or No.")
+
+
+def rules_prompt(documents: list[str], question: str, answer: str) -> str:
+    return (f"<|im_start|>system\n{SYSTEM} {ANSWER_RULES}<|im_end|>\n<|im_start|>user\nDocuments:\n"
+            f"{numbered(documents)}\n\nQuestion: {question.strip()}\nProposed answer: {answer.strip()}\n\n"
+            "Answer Yes or No.<|im_end|>\n<|im_start|>assistant\n")
+
+
+def served_prompt(documents: list[str], question: str, answer: str) -> str:
+    """pieces2's prompt as LlamaJudge.p_yes wraps it."""
+    return (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{answer_prompt(documents, question, answer)}"
+            "<|im_end|>\n<|im_start|>assistant\n")
+
+
+def prime(judge, prompt: str) -> None:
+    """The KV cache as the previous request leaves it: holding the prompt's opening up to its documents."""
+    llama = judge.loaded.llama
+    opening = prompt[: prompt.index("Documents:\n")]
+    llama.n_tokens = 0
+    llama.eval(llama.tokenize(opening.encode("utf-8"), add_bos=False, special=True))
 
 
 SELF_ANSWER_SYSTEM = "You answer questions only from the documents you are given."
@@ -165,7 +194,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True, help="answers_dev's index (built if missing)")
     parser.add_argument("--forms", default=",".join(FORMS),
                         help=f"of {', '.join(FORMS)}, {', '.join(CUT_FORMS)}, {', '.join(PIECE_FORMS)}, "
-                             f"{', '.join(CONTRAST_FORMS)}, self_answer")
+                             f"{', '.join(CONTRAST_FORMS)}, {', '.join(RULES_FORMS)}, self_answer")
     parser.add_argument("--thresholds", default="0.3,0.4,0.5,0.6,0.7")
     parser.add_argument("--out", type=Path, help="per-answer P(yes) of each form, as JSON (resumed if present)")
     parser.add_argument("--labels", type=Path, help="hand labels of demo answers (benchmarks/outputs/"
@@ -215,6 +244,20 @@ def main() -> None:
             if form == "self_answer":
                 row["p"][form], row["self_answer"], row["tokens"][form] = self_answer(judge, read, row["question"],
                                                                                       row["served"])
+            elif form in RULES_FORMS:
+                documents = answer_judge_documents(row["question"], row["served"], passages, encoder,
+                                                   RULES_FORMS[form])
+                pieces = row["pieces_text"] or [row["served"]]
+                build = rules_prompt if form == "rules2" else served_prompt
+                prime(judge, build(documents, row["question"], pieces[0]))
+                t = time.perf_counter()  # from the primed cache
+                ps, prefilled = [], 0
+                for piece in pieces:
+                    ps.append(round(judge._p_yes_of(build(documents, row["question"], piece)), 4))
+                    prefilled += judge.last_call.prefilled_tokens
+                row.setdefault("pieces", {})[form] = ps
+                row["p"][form] = max(ps)
+                row["tokens"][form] = prefilled  # tokens evaluated, all pieces together
             elif form in CONTRAST_FORMS:
                 documents = answer_judge_documents(row["question"], row["served"], passages, encoder,
                                                    CONTRAST_FORMS[form])
