@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from answers_dev import ensure_index, load  # noqa: E402
 from grounding.claims import markers, strip_markers  # noqa: E402
 from grounding.evidence import Passage, answer_judge_documents, passage_sentences  # noqa: E402
-from grounding.judge import ANSWER_QUESTION, SYSTEM, answer_prompt, numbered  # noqa: E402
+from grounding.judge import ANSWER_QUESTION, SYSTEM, answer_prompt, chat_prompt, numbered  # noqa: E402
 
 ANSWER_QUESTION_V1 = "Do the documents state that the proposed answer is the answer to the question? Answer Yes or No."
 
@@ -94,15 +94,13 @@ ANSWER_RULES = ANSWER_QUESTION.removesuffix(" Answer Yes or No.")
 
 
 def rules_prompt(documents: list[str], question: str, answer: str) -> str:
-    return (f"<|im_start|>system\n{SYSTEM} {ANSWER_RULES}<|im_end|>\n<|im_start|>user\nDocuments:\n"
-            f"{numbered(documents)}\n\nQuestion: {question.strip()}\nProposed answer: {answer.strip()}\n\n"
-            "Answer Yes or No.<|im_end|>\n<|im_start|>assistant\n")
+    return chat_prompt(answer_prompt(documents, question, answer, instruction="Answer Yes or No."),
+                       system=f"{SYSTEM} {ANSWER_RULES}")
 
 
 def served_prompt(documents: list[str], question: str, answer: str) -> str:
     """pieces2's prompt as LlamaJudge.p_yes wraps it."""
-    return (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{answer_prompt(documents, question, answer)}"
-            "<|im_end|>\n<|im_start|>assistant\n")
+    return chat_prompt(answer_prompt(documents, question, answer))
 
 
 def prime(judge, prompt: str) -> None:
@@ -122,10 +120,9 @@ def self_answer(judge, documents: list[str], question: str, served: str) -> tupl
     and not shipped: it says "unknown" to right answers too (README)."""
     from answers_dev import normalise
 
-    prompt = (f"<|im_start|>system\n{SELF_ANSWER_SYSTEM}<|im_end|>\n<|im_start|>user\nDocuments:\n"
-              f"{numbered(documents)}\n\nQuestion: {question.strip()}\n\nReply with only the words of the "
-              "documents that answer the question (a name, date, number or short phrase). If the documents do not "
-              "state the answer, reply: unknown<|im_end|>\n<|im_start|>assistant\n")
+    prompt = chat_prompt(f"Documents:\n{numbered(documents)}\n\nQuestion: {question.strip()}\n\nReply with only the "
+                         "words of the documents that answer the question (a name, date, number or short phrase). If "
+                         "the documents do not state the answer, reply: unknown", system=SELF_ANSWER_SYSTEM)
     llama = judge.loaded.llama
     with judge.loaded.lock:
         out = llama.create_completion(prompt, max_tokens=24, temperature=0.0, stop=["<|im_end|>", "\n"])
@@ -253,7 +250,7 @@ def main() -> None:
                 t = time.perf_counter()  # from the primed cache
                 ps, prefilled = [], 0
                 for piece in pieces:
-                    ps.append(round(judge._p_yes_of(build(documents, row["question"], piece)), 4))
+                    ps.append(round(judge.p_yes_of_prompt(build(documents, row["question"], piece)), 4))
                     prefilled += judge.last_call.prefilled_tokens
                 row.setdefault("pieces", {})[form] = ps
                 row["p"][form] = max(ps)

@@ -63,6 +63,11 @@ def evidence_block(evidence: list[str]) -> str:
     return "Evidence:\n" + numbered(evidence)
 
 
+def chat_prompt(user_text: str, system: str = SYSTEM) -> str:
+    """One user turn after ``system`` in the models' chat template, ending where the assistant's reply begins."""
+    return f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user_text}<|im_end|>\n<|im_start|>assistant\n"
+
+
 def chat_prefix(evidence_text: str) -> str:
     return (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{evidence_text}\n\n")
 
@@ -144,13 +149,13 @@ class LlamaJudge:
         return logits, len(tokens) - prefix
 
     def p_supported(self, evidence_text: str, claim: str) -> float:
-        return self._p_yes_of(chat_prefix(evidence_text) + chat_suffix(claim))
+        return self.p_yes_of_prompt(chat_prefix(evidence_text) + chat_suffix(claim))
 
     def p_yes(self, user_text: str) -> float:
-        return self._p_yes_of(f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{user_text}<|im_end|>\n"
-                              f"<|im_start|>assistant\n")
+        return self.p_yes_of_prompt(chat_prompt(user_text))
 
-    def _p_yes_of(self, prompt: str) -> float:
+    def p_yes_of_prompt(self, prompt: str) -> float:
+        """P(Yes) as the next token after ``prompt``, a whole chat prompt (``chat_prompt``)."""
         llama = self.loaded.llama
         with self.loaded.lock:
             tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
