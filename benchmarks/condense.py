@@ -1,9 +1,10 @@
 """What condensing the passages costs in evidence and saves in prompt tokens (no answer model; seconds, not hours).
 
-    python benchmarks/condense.py [--keep 2,3,4] [--out report.json]
+    python benchmarks/condense.py [--keep 2,3,4] [--passages 5,4,3] [--out report.json]
 
-For each ``keep`` (sentences per passage, answer/condense.py; 0 = whole passages) over the questions' real
-retrieved passages (top ``answer_passages`` of hybrid search, as the question path retrieves them):
+For each ``passages`` x ``keep`` (the first n hits; sentences per passage, answer/condense.py; 0 = whole
+passages) over the questions' real retrieved passages (hybrid search as the question path runs it, top
+``answer_passages`` unless ``--passages`` names counts):
 - prompt tokens of the rendered answer prompt, counted with the local model's own tokenizer (vocab only);
 - evidence kept: the share of questions whose evidence is still in the text the model reads, of those whose
   evidence was retrieved at all. Demo golden set (answerable questions): its reference passage snippet.
@@ -35,6 +36,8 @@ def _norm(text: str) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", default="0,2,3,4")
+    parser.add_argument("--passages", default="",
+                        help="passage counts to compare, e.g. 5,4,3 (default: answer_passages alone)")
     parser.add_argument("--hotpot", type=int, default=100, help="HotpotQA questions (0 to skip)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -88,20 +91,23 @@ def main(argv=None) -> None:
             cases.append(("hotpot", q["question"], [s.strip() for s in wanted if s.strip()], "hotpot"))
         Ingester(settings.model_copy(update={"collection": "hotpot"}), store, manifest, encoder).run([folder])
 
+    counts = [int(n) for n in args.passages.split(",") if n] or [settings.answer_passages]
     retriever = Retriever(settings, store, encoder)
     retrieved = []
     for kind, question, evidence, collection in cases:
         vector = encoder.encode_query(question)
-        hits = retriever.search(question, collection, settings.answer_passages, "hybrid", None,
+        hits = retriever.search(question, collection, max(counts), "hybrid", None,
                                 dense_vector=vector).hits
         whole = _norm(" ".join(h.text for h in hits))
+        # evidence in the most passages compared: what fewer passages or condensing can lose
         present = [e for e in evidence if _norm(e)[:60] in whole]
-        retrieved.append((kind, question, present, NumberedPassages(hits), vector))
+        retrieved.append((kind, question, present, hits, vector))
 
     report = {}
-    for keep in [int(k) for k in args.keep.split(",")]:
+    for n, keep in [(n, int(k)) for n in counts for k in args.keep.split(",")]:
         rows = {"demo": [], "hotpot": []}
-        for kind, question, present, passages, vector in retrieved:
+        for kind, question, present, hits, vector in retrieved:
+            passages = NumberedPassages(hits[:n])
             t = time.perf_counter()
             views = condensed_views(question, vector, passages, encoder, keep)
             seconds = time.perf_counter() - t
@@ -110,12 +116,13 @@ def main(argv=None) -> None:
             read = _norm(" ".join(v.text for v in views))
             kept = [e for e in present if _norm(e)[:60] in read]
             rows[kind].append({"tokens": tokens, "present": len(present), "kept": len(kept), "ms": seconds * 1000})
-        report[keep] = {}
+        label = str(keep) if len(counts) == 1 else f"{n}x{keep}"
+        report[label] = {}
         for kind, got in rows.items():
             if not got:
                 continue
             with_evidence = [r for r in got if r["present"]]
-            report[keep][kind] = {
+            report[label][kind] = {
                 "questions": len(got),
                 "prompt_tokens_mean": round(statistics.mean(r["tokens"] for r in got), 1),
                 "prompt_tokens_p95": sorted(r["tokens"] for r in got)[int(0.95 * (len(got) - 1))],
@@ -125,11 +132,11 @@ def main(argv=None) -> None:
                 "some_evidence_kept": round(sum(r["kept"] > 0 for r in with_evidence) / max(1, len(with_evidence)), 3),
                 "condense_ms_p50": round(statistics.median(r["ms"] for r in got), 1),
             }
-    base = report.get(0)
+    base = next(iter(report.values()))  # the first count's first keep: the reference of the ratios
     print(f"{'keep':>4} {'set':<7} {'questions':>9} {'tokens':>7} {'ratio':>6} {'all kept':>9} {'some kept':>10} {'ms p50':>7}")
     for keep, by_set in report.items():
         for kind, r in by_set.items():
-            ratio = r["prompt_tokens_mean"] / base[kind]["prompt_tokens_mean"] if base else 1.0
+            ratio = r["prompt_tokens_mean"] / base[kind]["prompt_tokens_mean"]
             print(f"{keep:>4} {kind:<7} {r['questions']:>9} {r['prompt_tokens_mean']:>7.0f} {ratio:>6.2f} "
                   f"{r['all_evidence_kept']:>9.3f} {r['some_evidence_kept']:>10.3f} {r['condense_ms_p50']:>7.1f}")
     if args.out:
