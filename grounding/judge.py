@@ -68,12 +68,9 @@ def chat_prompt(user_text: str, system: str = SYSTEM) -> str:
     return f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user_text}<|im_end|>\n<|im_start|>assistant\n"
 
 
-def chat_prefix(evidence_text: str) -> str:
-    return (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{evidence_text}\n\n")
-
-
-def chat_suffix(claim: str) -> str:
-    return f"Claim: {claim.strip()}\n\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
+def claim_question(claim: str) -> str:
+    """What follows the evidence block in a claim's prompt (the block first, so claims share its KV cache)."""
+    return f"Claim: {claim.strip()}\n\n{QUESTION}"
 
 
 class Judge(Protocol):
@@ -149,7 +146,7 @@ class LlamaJudge:
         return logits, len(tokens) - prefix
 
     def p_supported(self, evidence_text: str, claim: str) -> float:
-        return self.p_yes_of_prompt(chat_prefix(evidence_text) + chat_suffix(claim))
+        return self.p_yes(f"{evidence_text}\n\n{claim_question(claim)}")
 
     def p_yes(self, user_text: str) -> float:
         return self.p_yes_of_prompt(chat_prompt(user_text))
@@ -192,7 +189,7 @@ class OpenAIJudge:
                    settings.openai_total_timeout_s)
 
     def p_supported(self, evidence_text: str, claim: str) -> float:
-        return self.p_yes(f"{evidence_text}\n\n{chat_suffix_plain(claim)}")
+        return self.p_yes(f"{evidence_text}\n\n{claim_question(claim)}")
 
     def p_yes(self, user_text: str) -> float:
         body = {
@@ -217,7 +214,3 @@ class OpenAIJudge:
 
     def close(self) -> None:
         self._client.close()
-
-
-def chat_suffix_plain(claim: str) -> str:
-    return f"Claim: {claim.strip()}\n\n{QUESTION}"
