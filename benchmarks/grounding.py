@@ -20,7 +20,10 @@ What it measures, and how it stays honest (no pair is ever scored by anything fi
 4. the service's optional judge step on the judged pairs: the verifier's out-of-fold score mixed with the
    judge's P(supported) (grounding/verifier.py ``with_judge``, fixed weight, nothing fitted on them), for
    every claim or only the borderline ones. ``--judge-p`` reuses saved judge probabilities: those behind
-   the README's figures (1.5B, whole context, 160 pairs) are grounding/training/judge-p-context-160.json.
+   the README's figures (1.5B, whole context, 160 pairs) are grounding/training/judge-p-context-160.json;
+   only the pairs a saved file lacks are judged. ``--judge-split dev`` judges issue 13's fixed SciFact dev
+   split (262 pairs, never trained on) instead of a subset: its probabilities, with the 160's, are
+   grounding/training/judge-p-context-dev.json.
 
 ``--write-calibration`` refits the shipped grounding/calibration.json: per profile, the logistic regression
 on all pairs (verifier logits out-of-fold), thresholds from the cross-validated scores.
@@ -53,6 +56,7 @@ from grounding.training.train_verifier import auroc  # noqa: E402
 
 DEFAULT_PAIRS = ROOT.parent / "shared" / "data" / "grounding" / "scifact-claims-train.jsonl"
 DEFAULT_CV = ROOT / "grounding" / "training" / "cv.json"
+DEV_SPLIT = ROOT / "grounding" / "training" / "scifact-dev-split.json"
 
 
 def metrics(labels, scores, threshold) -> dict:
@@ -261,6 +265,9 @@ def main(argv=None) -> None:
     parser.add_argument("--models-dir", type=Path, default=None, help="assembled GGUF cache (default: settings)")
     parser.add_argument("--judge-models", default="qwen2.5-coder-0.5b,qwen2.5-coder-1.5b")
     parser.add_argument("--judge-subset", type=int, default=60)
+    parser.add_argument("--judge-split", choices=["subset", "dev"], default="subset",
+                        help="the pairs judged: a stratified subset of all pairs (--judge-subset) or issue 13's fixed "
+                             "SciFact dev split (grounding/training/scifact-dev-split.json, every pair)")
     parser.add_argument("--judge-evidence", choices=["sentences", "context"], default="sentences",
                         help="what the judge reads: the verifier's evidence sentences or the whole context")
     parser.add_argument("--judge-p", type=Path, default=None, help="reuse saved judge probabilities (JSON)")
@@ -322,17 +329,33 @@ def main(argv=None) -> None:
 
     # 3a. raw judge on a subset, and the service's judge step (the verifier's score mixed with the judge's).
     if not args.skip_judge:
-        subset = stratified_subset(rows, args.judge_subset)
-        report["judge"] = {}
+        if args.judge_split == "dev":
+            dev_ids = set(json.loads(DEV_SPLIT.read_text())["dev"])
+            subset = [i for i, r in enumerate(rows) if r["id"] in dev_ids]
+        else:
+            subset = stratified_subset(rows, args.judge_subset)
+        report["judge"] = {"pairs": args.judge_split, "evidence": args.judge_evidence}
         k = load_verifier_k()
         saved = json.loads(args.judge_p.read_text()) if args.judge_p else {}
         for model in args.judge_models.split(","):
-            if model in saved:  # probabilities of an earlier run on the same pairs: figures without re-judging
-                run = saved[model]
-                subset = [i for i, r in enumerate(rows) if r["id"] in run["p"]]
-            else:
-                run = run_judge(rows, subset, model, models_dir, k, args.judge_evidence)
-                saved[model] = run
+            # Probabilities saved by an earlier run (same prompt, same evidence) are reused; only the pairs
+            # they lack are judged.
+            known = saved.get(model, {}).get("p", {})
+            if args.judge_split == "subset" and known:
+                subset = [i for i, r in enumerate(rows) if r["id"] in known]
+            missing = [i for i in subset if rows[i]["id"] not in known]
+            fresh = run_judge(rows, missing, model, models_dir, k, args.judge_evidence) if missing else None
+            p = {**known, **(fresh["p"] if fresh else {})}
+            labels_judged = [rows[i]["label"] for i in subset]
+            probs_judged = [p[rows[i]["id"]] for i in subset]
+            m = metrics(labels_judged, probs_judged, 0.5)
+            m["recall_by_kind"] = by_kind([rows[i] for i in subset], [int(q >= 0.5) for q in probs_judged])
+            timing = (fresh or saved[model])["metrics"]
+            for key in ("seconds_per_claim", "claims_per_s", "prompt_tokens_mean", "evidence"):
+                m[key] = timing.get(key)
+            m["judged_now"] = len(missing)
+            run = {"metrics": m, "p": p}
+            saved[model] = run
             report["judge"][model] = dict(run["metrics"])
             report["judge"][model]["with_verifier"] = [
                 point for risk in ("low", "high") for point in
