@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,7 +62,7 @@ def main(argv=None) -> None:
 
     from answer.models import ensure_model_file
     from attest_settings import Settings
-    from llama_settings import prompts
+    from llama_settings import compare, prompts
 
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="attest-llama-build-")))
     model = args.model or settings.local_model
@@ -97,22 +96,11 @@ def main(argv=None) -> None:
         proc.stdin.close()
         proc.wait()
 
-    def p50(name, key):
-        return statistics.median(r[key] for r in results[name])
-
-    report = {"model": model, "questions": count, "threads": args.threads, "builds": {}}
+    report = {"model": model, "questions": count, "threads": args.threads}
     print(f"{model}, {count} demo questions")
-    print(f"{'build':<10} {'first s':>8} {'ratio':>6} {'total s':>8} {'ratio':>6} {'decode t/s':>10} {'same text':>9}")
+    report["builds"] = compare(results, "installed", "build")
     for name in builds:
-        same = sum(a["text"] == b["text"] for a, b in zip(results[name], results["installed"]))
-        row = {"first_s_p50": round(p50(name, "first_s"), 3), "total_s_p50": round(p50(name, "total_s"), 3),
-               "decode_tps_p50": round(p50(name, "decode_tps"), 2),
-               "first_ratio": round(p50(name, "first_s") / p50("installed", "first_s"), 3),
-               "total_ratio": round(p50(name, "total_s") / p50("installed", "total_s"), 3),
-               "same_text": f"{same}/{count}", "system_info": info[name]["system_info"]}
-        report["builds"][name] = row
-        print(f"{name:<10} {row['first_s_p50']:>8.2f} {row['first_ratio']:>6.2f} {row['total_s_p50']:>8.2f} "
-              f"{row['total_ratio']:>6.2f} {row['decode_tps_p50']:>10.1f} {row['same_text']:>9}")
+        report["builds"][name]["system_info"] = info[name]["system_info"]
     if args.out:
         report["answers"] = {name: [r["text"] for r in rows] for name, rows in results.items()}
         args.out.write_text(json.dumps(report, indent=1))

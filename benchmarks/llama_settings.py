@@ -108,6 +108,27 @@ def ask(llama, messages, reset: bool, max_tokens: int) -> dict:
             "text": text}
 
 
+def compare(results: dict[str, list[dict]], base: str, heading: str) -> dict[str, dict]:
+    """Per entry of ``results`` (answers to the same questions, in order): p50 first-token and total time, their
+    ratios to ``base``'s, p50 decode tokens/s, and how many answer texts equal base's; printed as a table."""
+    def p50(name, key):
+        return statistics.median(r[key] for r in results[name])
+
+    print(f"{heading:<10} {'first s':>8} {'ratio':>6} {'total s':>8} {'ratio':>6} {'decode t/s':>10} {'same text':>9}")
+    rows = {}
+    for name in results:
+        same = sum(a["text"] == b["text"] for a, b in zip(results[name], results[base]))
+        row = {"first_s_p50": round(p50(name, "first_s"), 3), "total_s_p50": round(p50(name, "total_s"), 3),
+               "decode_tps_p50": round(p50(name, "decode_tps"), 2),
+               "first_ratio": round(p50(name, "first_s") / p50(base, "first_s"), 3),
+               "total_ratio": round(p50(name, "total_s") / p50(base, "total_s"), 3),
+               "same_text": f"{same}/{len(results[base])}"}
+        rows[name] = row
+        print(f"{name:<10} {row['first_s_p50']:>8.2f} {row['first_ratio']:>6.2f} {row['total_s_p50']:>8.2f} "
+              f"{row['total_ratio']:>6.2f} {row['decode_tps_p50']:>10.1f} {row['same_text']:>9}")
+    return rows
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="local model name (default: ATTEST_LOCAL_MODEL)")
@@ -143,23 +164,9 @@ def main(argv=None) -> None:
                                      settings.answer_max_tokens))
         print(f"question {index + 1}/{len(messages)} done", file=sys.stderr, flush=True)
 
-    def p50(name, key):
-        return statistics.median(r[key] for r in results[name])
-
-    report = {"model": model, "questions": len(messages), "condense": args.condense, "threads": args.threads,
-              "configs": {}}
+    report = {"model": model, "questions": len(messages), "condense": args.condense, "threads": args.threads}
     print(f"{model}, {len(messages)} demo questions, condense {args.condense}")
-    print(f"{'config':<10} {'first s':>8} {'ratio':>6} {'total s':>8} {'ratio':>6} {'decode t/s':>10} {'same text':>9}")
-    for name in configs:
-        same = sum(a["text"] == b["text"] for a, b in zip(results[name], results["base"]))
-        row = {"first_s_p50": round(p50(name, "first_s"), 3), "total_s_p50": round(p50(name, "total_s"), 3),
-               "decode_tps_p50": round(p50(name, "decode_tps"), 2),
-               "first_ratio": round(p50(name, "first_s") / p50("base", "first_s"), 3),
-               "total_ratio": round(p50(name, "total_s") / p50("base", "total_s"), 3),
-               "same_text": f"{same}/{len(messages)}"}
-        report["configs"][name] = row
-        print(f"{name:<10} {row['first_s_p50']:>8.2f} {row['first_ratio']:>6.2f} {row['total_s_p50']:>8.2f} "
-              f"{row['total_ratio']:>6.2f} {row['decode_tps_p50']:>10.1f} {row['same_text']:>9}")
+    report["configs"] = compare(results, "base", "config")
     if args.out:
         report["answers"] = {name: [r["text"] for r in rows] for name, rows in results.items()}
         args.out.write_text(json.dumps(report, indent=1))
