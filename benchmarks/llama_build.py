@@ -31,11 +31,10 @@ def worker(prompts_file: Path, model_file: Path, threads: int, max_tokens: int, 
     import llama_cpp
     from llama_cpp import Llama
 
-    from llama_settings import ask
+    from llama_settings import ask, configurations
 
     messages = json.loads(prompts_file.read_text())
-    llama = Llama(model_path=str(model_file), n_ctx=n_ctx, verbose=False, n_threads=threads,
-                  n_threads_batch=threads, n_batch=512)
+    llama = Llama(model_path=str(model_file), n_ctx=n_ctx, verbose=False, **configurations(threads)["base"])
     print(json.dumps({"ready": True, "llama_cpp": str(Path(llama_cpp.__file__).parent),
                       "system_info": llama_cpp.llama_print_system_info().decode()}), flush=True)
     for line in sys.stdin:
@@ -68,7 +67,8 @@ def main(argv=None) -> None:
     model = args.model or settings.local_model
     model_file = ensure_model_file(model, settings.data_dir / "cache" / "models")
     prompts_file = settings.data_dir / "prompts.json"
-    prompts_file.write_text(json.dumps(prompts(settings, args.questions, 0)))
+    messages = prompts(settings, args.questions, 0)
+    prompts_file.write_text(json.dumps(messages))
 
     builds = {"installed": None, "other": str(args.other)}
     workers, info = {}, {}
@@ -84,7 +84,7 @@ def main(argv=None) -> None:
         info[name] = json.loads(workers[name].stdout.readline())
         print(f"{name}: {info[name]['llama_cpp']}\n  {info[name]['system_info']}", file=sys.stderr, flush=True)
 
-    count = len(json.loads(prompts_file.read_text()))
+    count = len(messages)
     results: dict[str, list[dict]] = {name: [] for name in builds}
     for index in range(count):
         for name, proc in workers.items():  # one after the other on every question: alike load

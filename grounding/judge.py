@@ -68,9 +68,9 @@ def chat_prompt(user_text: str, system: str = SYSTEM) -> str:
     return f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user_text}<|im_end|>\n<|im_start|>assistant\n"
 
 
-def claim_question(claim: str) -> str:
-    """What follows the evidence block in a claim's prompt (the block first, so claims share its KV cache)."""
-    return f"Claim: {claim.strip()}\n\n{QUESTION}"
+def claim_prompt(evidence_text: str, claim: str) -> str:
+    """A claim's user turn: the evidence block first, so the claims of one answer share its KV cache."""
+    return f"{evidence_text}\n\nClaim: {claim.strip()}\n\n{QUESTION}"
 
 
 class Judge(Protocol):
@@ -146,7 +146,7 @@ class LlamaJudge:
         return logits, len(tokens) - prefix
 
     def p_supported(self, evidence_text: str, claim: str) -> float:
-        return self.p_yes(f"{evidence_text}\n\n{claim_question(claim)}")
+        return self.p_yes(claim_prompt(evidence_text, claim))
 
     def p_yes(self, user_text: str) -> float:
         return self.p_yes_of_prompt(chat_prompt(user_text))
@@ -189,7 +189,7 @@ class OpenAIJudge:
                    settings.openai_total_timeout_s)
 
     def p_supported(self, evidence_text: str, claim: str) -> float:
-        return self.p_yes(f"{evidence_text}\n\n{claim_question(claim)}")
+        return self.p_yes(claim_prompt(evidence_text, claim))
 
     def p_yes(self, user_text: str) -> float:
         body = {
