@@ -131,7 +131,14 @@ print("ready", flush=True)
 while not os.path.exists(sys.argv[4]):  # both start claiming at once
     time.sleep(0.01)
 start = time.time()
-claimed = [i for i in ids if records.claim_job(i, "worker-" + sys.argv[3], 600)]
+owner = "worker-" + sys.argv[3]
+claimed = [i for i in ids[:1] if records.claim_job(i, owner, 600)]
+# a rendezvous, so the rest is claimed while the other is claiming too (150 claims take ~20 ms: without it
+# one worker could finish before the other was scheduled at all)
+open(sys.argv[4] + "." + sys.argv[3], "w").close()
+while not os.path.exists(sys.argv[4] + "." + sys.argv[5]):
+    time.sleep(0.001)
+claimed += [i for i in ids[1:] if records.claim_job(i, owner, 600)]
 print(json.dumps({"claimed": claimed, "start": start, "end": time.time()}))
 """
 
@@ -145,7 +152,7 @@ def test_two_processes_racing_take_each_job_exactly_once(state_url, tmp_path):
         records.save_job(_job(job_id))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     go = tmp_path / "go"
-    workers = [subprocess.Popen([sys.executable, "-c", _CLAIMER, state_url, json.dumps(ids), str(seed), str(go)],
+    workers = [subprocess.Popen([sys.executable, "-c", _CLAIMER, state_url, json.dumps(ids), str(seed), str(go), str(3 - seed)],
                                 cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for seed in (1, 2)]
     for worker in workers:
