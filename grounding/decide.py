@@ -7,7 +7,8 @@
     grounded.claims        # per-claim verdicts: score, threshold, signals, evidence, citation status
 
 Per claim (grounding/verifier.py scores; the threshold is the risk level's, from the calibration):
-1. its cited passages alone are checked first; a claim they support keeps its citations;
+1. its cited passages alone are checked first; a claim they support is served citing the one of them that
+   states it alone (round 3's probe), else those its evidence sentences came from;
 2. otherwise the best sentences of all retrieved passages; a claim supported only by another passage gets
    its citation corrected to that passage (``citation="corrected"``, or ``"added"`` when it cited none);
 3. a claim with no support anywhere is unsupported whatever it cites;
@@ -255,28 +256,45 @@ class Grounder:
                      if "cited" in results[i] and results[i]["cited"].score < threshold])
         timings["score_ms"] = _ms(time.perf_counter() - t)
 
-        # Round 3: claims supported only with other passages' help: which single passage carries them.
+        # Round 3: which single passage carries a claim that several passages support together: one the claim
+        # did not cite (it needed other passages' help), or one of the several it cited (a sentence citing
+        # [1][2][3][4] where [1] states it is served citing [1]).
+        # The trims are scored by the verifier alone: the claim already holds, only its citation is chosen.
         t = time.perf_counter()
-        probes: list[tuple[int, int]] = []
-        probe_items: list[ScoreItem] = []
+        probes: dict[bool, list[tuple[int, int]]] = {False: [], True: []}  # trim? -> (claim, passage)
         for index, claim in enumerate(split.claims):
             got = results[index]
-            if "any" not in got or got["any"].score < threshold:
+            trim = "cited" in got and got["cited"].score >= threshold
+            if trim and len(cited_of[index]) > 1:
+                exclude = [n for n in pool.passages if n not in cited_of[index]]
+            elif not trim and "any" in got and got["any"].score >= threshold:
+                exclude = cited_of[index]
+            else:
                 continue
-            for number in pool.best_passages(claim.text, vectors[index], exclude=cited_of[index], limit=2):
-                probes.append((index, number))
-                probe_items.append(item(claim.text, pool.select(claim.text, vectors[index], only=[number], k=k)))
-        probe_scores = self.scorer.score(probe_items, risk=risk) if probe_items else []
+            for number in pool.best_passages(claim.text, vectors[index], exclude=exclude, limit=2):
+                probes[trim].append((index, number))
+        probe_scores: list[tuple[tuple[int, int], Scored]] = []
+        for trim, pairs in probes.items():
+            if pairs:
+                items = [item(split.claims[i].text, pool.select(split.claims[i].text, vectors[i], only=[n], k=k))
+                         for i, n in pairs]
+                probe_scores += zip(pairs, self.scorer.score(items, risk=risk, use_judge=not trim))
         timings["citation_ms"] = _ms(time.perf_counter() - t)
 
         verdicts = []
         for index, claim in enumerate(split.claims):
             cited = [n for n in claim.passages if n in pool.passages]
             got = results[index]
-            if "cited" in got and got["cited"].score >= threshold:
-                best, supporting, status = got["cited"], cited, "ok"
+            candidates = [(s, n) for (i, n), s in probe_scores if i == index and s.score >= threshold]
+            held_by_cited = "cited" in got and got["cited"].score >= threshold
+            if held_by_cited:
+                # Served citing what supports it: the one cited passage that states it alone, else the cited
+                # passages its evidence came from (never a passage it did not cite).
+                best, supporting, status = got["cited"], got["cited"].evidence.passages or cited, "ok"
+                if candidates:
+                    best, number = max(candidates, key=lambda c: c[0].score)
+                    supporting = [number]
             elif "any" in got and got["any"].score >= threshold:
-                candidates = [(s, n) for (i, n), s in zip(probes, probe_scores) if i == index and s.score >= threshold]
                 if candidates:
                     s, n = max(candidates, key=lambda c: c[0].score)
                     best, supporting = s, [n]
@@ -287,7 +305,8 @@ class Grounder:
                 best = max(got.values(), key=lambda s: s.score)
                 supporting, status = [], "unsupported"
             vetoes = list(best.vetoes)
-            if len(supporting) > 1 and _numbers_split(claim.text, [_as_read(pool.passages[n]) for n in supporting]):
+            together = cited if held_by_cited else supporting  # the passages the claim was checked against
+            if len(together) > 1 and _numbers_split(claim.text, [_as_read(pool.passages[n]) for n in together]):
                 # "Firmware 3.0 will be released on 5 November 2024": the date is firmware 2.0's, the 3.0 a
                 # screen's. Numbers stated together must be stated together by one passage.
                 vetoes.append("numbers_split_across_passages")

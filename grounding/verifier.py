@@ -159,10 +159,12 @@ class ClaimScorer:
         signals["sim_mean3"] = float(np.mean(sims[:3])) if sims else 0.0
         return signals
 
-    def score(self, items: list[ScoreItem], judge_context: str | None = None, risk: str = "low") -> list[Scored]:
+    def score(self, items: list[ScoreItem], judge_context: str | None = None, risk: str = "low",
+              use_judge: bool = True) -> list[Scored]:
         """Score ``items``; ``judge_context`` (an evidence block shared by all items of one answer) makes the
         judge reuse its KV cache across them, otherwise each item's own evidence is the judge's block.
-        ``risk`` picks the threshold the borderline band is drawn around."""
+        ``risk`` picks the threshold the borderline band is drawn around; ``use_judge=False`` scores with
+        the verifier alone whatever the risk level."""
         t0 = time.perf_counter()
         all_signals = [self.signals(item) for item in items]
         t1 = time.perf_counter()
@@ -171,7 +173,7 @@ class ClaimScorer:
             for signals, logit in zip(all_signals, logits):
                 signals["verifier_logit"] = logit
         t2 = time.perf_counter()
-        judge = self.judge_for(risk)
+        judge = self.judge_for(risk) if use_judge else None
         if judge is not None:
             from grounding.judge import evidence_block
 

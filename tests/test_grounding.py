@@ -397,6 +397,21 @@ def test_claim_citing_the_wrong_passage_gets_its_citation_corrected(grounder, hi
     assert result.decision == "served" and f"[{right}]" in result.text
 
 
+def test_a_claim_citing_several_passages_is_served_citing_the_one_that_states_it(grounder, hits_for):
+    hits = hits_for(REPAIR_Q)
+    right = passage_with(hits, "4 years (48 months)")
+    others = [n for n in range(1, len(hits) + 1) if n != right and "4 years" not in hits[n - 1].text][:3]
+    claim = "Care+ extends the total coverage to 4 years from the original purchase date of the camera."
+    answer = make_answer(REPAIR_Q, hits, [(claim, sorted([right, *others]))])
+    result = grounder.verify(REPAIR_Q, answer, hits)
+    [verdict] = result.claims
+    assert verdict.supported and verdict.citation == "ok", verdict
+    assert verdict.cited_passages == sorted([right, *others]) and verdict.supporting_passages == [right]
+    assert [c.passage for c in result.sentences[0].citations] == [right]
+    assert result.decision == "served" and result.text.endswith(f"[{right}]"), result.text
+    assert not result.corrected_citations  # nothing it did not cite: a trim, not a correction
+
+
 def test_camera_battery_claim_the_corpus_never_makes_is_not_served(grounder, hits_for):
     hits = hits_for(BATTERY_Q)
     n = passage_with(hits, "Battery and Power")
