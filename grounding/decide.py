@@ -96,6 +96,10 @@ class ClaimVerdict(BaseModel):
     cited_passages: list[int] = Field(default_factory=list)
     supporting_passages: list[int] = Field(default_factory=list)
     citation: CitationStatus = "none"
+    # The passages the claim held against: all its cited passages when they held it together, even where its
+    # served citation is trimmed to the one that states it. The answer judge reads these (its thresholds were
+    # set on them: with only the trimmed passages it read two off-topic HotpotQA answers as answers).
+    held_against: list[int] = Field(default_factory=list, exclude=True)
 
     @property
     def evidence_ids(self) -> list[str]:
@@ -319,7 +323,8 @@ class Grounder:
                 vetoes=vetoes,
                 evidence=[EvidenceRef(passage=e.passage, chunk_id=e.chunk_id, text=e.text,
                                       similarity=round(e.similarity, 4)) for e in best.evidence.sentences],
-                cited_passages=cited, supporting_passages=supporting, citation=status))
+                cited_passages=cited, supporting_passages=supporting, citation=status,
+                held_against=cited if held_by_cited and supporting else supporting))
         return verdicts, timings
 
     def check_sentence(self, question: str, text: str, cited: list[int], passages: NumberedPassages,
@@ -513,7 +518,8 @@ class Grounder:
         served = " ".join(s.text for s in sentences)
         if check.short_answer_supported:
             served = f"{short}. {served}"
-        read = self._judge_passages(passages, sentences, short_verdict if check.short_answer_supported else None)
+        read = self._judge_passages(passages, sentences, verdicts,
+                                    short_verdict if check.short_answer_supported else None)
         documents = answer_judge_documents(question, served, read, self.encoder,
                                            self.settings.grounding_answer_judge_sentences,
                                            self.settings.grounding_threads)
@@ -546,16 +552,17 @@ class Grounder:
         timings["answer_judge_ms"] = _ms(time.perf_counter() - t)
         return check
 
-    def _judge_passages(self, passages: list[Passage], sentences: list,
+    def _judge_passages(self, passages: list[Passage], sentences: list, verdicts: list[ClaimVerdict],
                         short_verdict: ClaimVerdict | None) -> list[Passage]:
         """What the answer judge reads: every passage the model read, or (``grounding_answer_judge_passages``
-        "cited") only those the served sentences and the short answer cite after grounding's corrections, in
-        the model's order. The judge's cost is its prefill, so fewer passages make it proportionally cheaper."""
+        "cited") only those the served sentences and the short answer cite after grounding's corrections (for
+        a claim whose citations were trimmed, all those it held against), in the model's order. The judge's
+        cost is its prefill, so fewer passages make it proportionally cheaper."""
         if self.settings.grounding_answer_judge_passages == "all":
             return list(passages)
         cited = {c.passage for s in sentences for c in s.citations}
-        if short_verdict is not None:
-            cited |= set(short_verdict.supporting_passages)
+        for verdict in [*verdicts, *([short_verdict] if short_verdict is not None else [])]:
+            cited |= set(verdict.held_against or verdict.supporting_passages)
         return [p for p in passages if p.number in cited] or list(passages)
 
     def _still_answers(self, question: str, split: SplitAnswer, verdicts: list[ClaimVerdict], bad: set[int]) -> bool:

@@ -755,6 +755,23 @@ def test_the_answer_judge_can_read_only_the_passages_the_served_answer_cites(tmp
     assert read["cited"] < read["all"] / 2, read
 
 
+def test_the_answer_judge_reads_every_passage_a_trimmed_claim_cited(tmp_path, encoder, hits_for):
+    """A claim citing [n][m] where [n] states it is served citing [n], but the answer judge still reads all
+    the passages it held against: its thresholds were set on them (with the trimmed passage alone it read two
+    off-topic HotpotQA answers as answers)."""
+    question = "How many megapixels does the Halden K2 have?"
+    hits = hits_for(question)
+    n = passage_with(hits, "26.1")
+    others = [m for m in range(1, len(hits) + 1) if m != n and "26.1" not in hits[m - 1].text][:2]
+    answer = make_answer(question, hits, [("The Halden K2 has a 26.1 megapixel sensor.", sorted([n, *others]))])
+    result, prompt = judged_at_low(tmp_path, encoder, question, answer, hits,
+                                   grounding_answer_judge_thresholds={"low": 0.001},
+                                   grounding_answer_judge_sentences=0)
+    assert result.decision == "served" and [c.passage for c in result.sentences[0].citations] == [n]
+    for m in [n, *others]:
+        assert hits[m - 1].text[:60] in prompt, f"the judge did not read passage {m}"
+
+
 def test_the_answer_judge_can_read_the_cited_passage_cut_to_the_sentences_that_matter(tmp_path, encoder, hits_for):
     """ATTEST_GROUNDING_ANSWER_JUDGE_SENTENCES=2: the judge reads the cited passage cut to its two sentences best
     matching the question and the answer (the one stating it among them), "..." where the rest was; the
