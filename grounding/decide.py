@@ -265,10 +265,12 @@ class Grounder:
         # [1][2][3][4] where [1] states it is served citing [1]).
         # The trims are scored by the verifier alone: the claim already holds, only its citation is chosen.
         t = time.perf_counter()
+        held_by_cited = ["cited" in results[i] and results[i]["cited"].score >= threshold
+                         for i in range(len(split.claims))]
         probes: dict[bool, list[tuple[int, int]]] = {False: [], True: []}  # trim? -> (claim, passage)
         for index, claim in enumerate(split.claims):
             got = results[index]
-            trim = "cited" in got and got["cited"].score >= threshold
+            trim = held_by_cited[index]
             if trim and len(cited_of[index]) > 1:
                 exclude = [n for n in pool.passages if n not in cited_of[index]]
             elif not trim and "any" in got and got["any"].score >= threshold:
@@ -287,11 +289,10 @@ class Grounder:
 
         verdicts = []
         for index, claim in enumerate(split.claims):
-            cited = [n for n in claim.passages if n in pool.passages]
+            cited = cited_of[index]
             got = results[index]
             candidates = [(s, n) for (i, n), s in probe_scores if i == index and s.score >= threshold]
-            held_by_cited = "cited" in got and got["cited"].score >= threshold
-            if held_by_cited:
+            if held_by_cited[index]:
                 # Served citing what supports it: the one cited passage that states it alone, else the cited
                 # passages its evidence came from (never a passage it did not cite).
                 best, supporting, status = got["cited"], got["cited"].evidence.passages or cited, "ok"
@@ -309,7 +310,7 @@ class Grounder:
                 best = max(got.values(), key=lambda s: s.score)
                 supporting, status = [], "unsupported"
             vetoes = list(best.vetoes)
-            together = cited if held_by_cited else supporting  # the passages the claim was checked against
+            together = cited if held_by_cited[index] else supporting  # the passages it was checked against
             if len(together) > 1 and _numbers_split(claim.text, [_as_read(pool.passages[n]) for n in together]):
                 # "Firmware 3.0 will be released on 5 November 2024": the date is firmware 2.0's, the 3.0 a
                 # screen's. Numbers stated together must be stated together by one passage.
@@ -324,7 +325,7 @@ class Grounder:
                 evidence=[EvidenceRef(passage=e.passage, chunk_id=e.chunk_id, text=e.text,
                                       similarity=round(e.similarity, 4)) for e in best.evidence.sentences],
                 cited_passages=cited, supporting_passages=supporting, citation=status,
-                held_against=cited if held_by_cited and supporting else supporting))
+                held_against=together if supporting else []))
         return verdicts, timings
 
     def check_sentence(self, question: str, text: str, cited: list[int], passages: NumberedPassages,
