@@ -306,6 +306,42 @@ def test_q8_0_weights_are_made_once_from_the_verified_file_and_answer_the_same_q
     assert judge.loaded is not load_model(FAST_MODEL, pipeline.settings.models_dir)
 
 
+def test_greedy_grammar_sampling_writes_what_llama_cpps_sampler_chain_writes(model_dir, hits_for, monkeypatch):
+    """The local model asks the grammar about its best token first (answer/providers/llama_sampling.py). On
+    the same loaded model, the answer and a reply the grammar has to bend (asked for prose, forced into the
+    schema) are token for token what llama-cpp-python's own chain (grammar over the whole vocabulary, then
+    greedy) writes."""
+    from llama_cpp import Llama
+
+    from answer.passages import NumberedPassages
+    from answer.prompts import PassageView, load_prompt
+    from answer.providers.llama_sampling import GreedyGrammarSampler
+    from answer.providers.local import load_model
+    from attest_settings import Settings
+
+    llama = load_model(FAST_MODEL, model_dir).llama
+    template = load_prompt(Settings().answer_prompt)
+    passages = [PassageView(n, h.doc_id, h.page, h.text) for n, h in NumberedPassages(hits_for(QUICK_START)).numbered()]
+    answer_prompt = [{"role": m.role, "content": m.content} for m in template.render(QUICK_START, passages)]
+    prose_prompt = [{"role": "user", "content": "Write a short poem about the sea."}]
+    refused = []
+    best_allowed = GreedyGrammarSampler._best_allowed
+    monkeypatch.setattr(GreedyGrammarSampler, "_best_allowed",
+                        lambda self, logits: refused.append(1) or best_allowed(self, logits))
+
+    def reply(messages):
+        out = llama.create_chat_completion(messages=messages, max_tokens=60, temperature=0.0,
+                                           response_format={"type": "json_object", "schema": ANSWER_SCHEMA})
+        return out["choices"][0]["message"]["content"]
+
+    fast = [reply(answer_prompt), reply(prose_prompt)]
+    assert isinstance(llama._sampler, GreedyGrammarSampler) and refused, "the grammar refused no best token"
+    monkeypatch.setattr(type(llama), "_init_sampler", Llama._init_sampler)  # llama-cpp-python's chain
+    assert [reply(answer_prompt), reply(prose_prompt)] == fast
+    assert not isinstance(llama._sampler, GreedyGrammarSampler)
+    assert "German" in fast[0] and fast[1].startswith("{")
+
+
 def test_a_simple_question_reads_condensed_passages_and_a_complex_one_reads_them_whole(pipeline_for, hits_for,
                                                                                      fake_llm):
     complex_question = "How long is the warranty on the K2 body, and how long is it on HL lenses?"

@@ -2,7 +2,8 @@
 
 One ``Llama`` instance per model per process (loading costs seconds and hundreds of MB); llama.cpp
 contexts are not thread-safe, so calls into one model are serialised with a lock. The output shape is
-forced with a JSON-schema grammar: without it the small Qwen models echo the passages back (DESIGN.md).
+forced with a JSON-schema grammar: without it the small Qwen models echo the passages back (DESIGN.md);
+greedy decoding under it asks the grammar about the best token first (``llama_sampling``).
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ _REPLY_HEADER_TOKENS = 3
 
 class LoadedModel:
     def __init__(self, name: str, path: Path, n_ctx: int, n_threads: int):
-        from llama_cpp import Llama
+        from answer.providers.llama_sampling import FastGreedyLlama
 
         self.name = name
-        self.llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
+        self.llama = FastGreedyLlama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
                            n_batch=512, verbose=False)
         self.lock = threading.Lock()
 
