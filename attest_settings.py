@@ -240,6 +240,9 @@ class Settings(BaseSettings):
     # answer_escalate). The 0.5B declined 4 demo how-to questions whose answer was in passage 1; the 1.5B
     # answered all 4 (README "Escalation on a decline"). Rare on HotpotQA (3 of 100 requests): little latency.
     answer_escalate_declines: bool = True
+    # Which tier answers a complex question first. "fast": the fast model, then (escalation above) the strong
+    # one only when it declines; "strong": the strong model.
+    answer_complex_tier: Literal["strong", "fast"] = "strong"
     # Circuit breaker per provider: opens after N consecutive failures, probes again after the cool-down.
     breaker_failures: int = Field(default=3, ge=1)
     breaker_cooldown_s: float = Field(default=30.0, gt=0)

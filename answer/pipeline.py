@@ -134,6 +134,9 @@ class AnswerPipeline:
         decision = classify(question, [h.text for h in request.passages])
         if escalate and decision.route is Route.SIMPLE:
             decision = RouteDecision(Route.COMPLEX, ["escalated: the fast model's answer declined or did not hold up"])
+        elif decision.route is Route.COMPLEX and not escalate and self.settings.answer_complex_tier == "fast":
+            decision.tier_override = "fast"
+            decision.reasons.append("answered by the fast tier first (answer_complex_tier)")
         request.timings["route_ms"] = _ms(time.perf_counter() - t)
         request.decision = decision
         if decision.route is Route.OUT_OF_SCOPE:

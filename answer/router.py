@@ -40,10 +40,12 @@ ROUTE_TIER: dict[Route, Tier | None] = {Route.SIMPLE: "fast", Route.COMPLEX: "st
 class RouteDecision:
     route: Route
     reasons: list[str] = field(default_factory=list)
+    # The tier that answers, where it is not the route's own (ATTEST_ANSWER_COMPLEX_TIER=fast).
+    tier_override: Tier | None = None
 
     @property
     def tier(self) -> Tier | None:
-        return ROUTE_TIER[self.route]
+        return self.tier_override or ROUTE_TIER[self.route]
 
 
 _INTERROGATIVE = r"(what|which|how|when|where|who|whom|whose|why|whether|does|do|did|is|are|was|were|can|could|will)"

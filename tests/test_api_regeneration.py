@@ -135,6 +135,21 @@ def test_with_declines_escalated_only_the_fast_model_s_decline_goes_to_the_stron
     assert failed["model"] == "gpt-4o-mini" and "5-year" not in failed["answer"]
 
 
+def test_a_complex_question_goes_to_the_fast_model_first_only_where_configured(tmp_path_factory, encoder):
+    """ATTEST_ANSWER_COMPLEX_TIER=fast: a two-part question is put to the fast model first, and its decline to
+    the strong one (escalation); by default the strong model answers it at once."""
+    question = "How long is the warranty on the K2 camera body, and what does it cover?"
+    for complex_tier, models in (("fast", ["gpt-4o-mini", "gpt-4o"]), ("strong", ["gpt-4o"])):
+        serving = _serve(tmp_path_factory, encoder, FastDeclinesStrongAnswers(), answer_escalate_declines=True,
+                         openai_strong_model="gpt-4o", answer_complex_tier=complex_tier)
+        client, model, _ = next(serving)
+        body = client.post("/v1/query", json={"question": question}).json()
+        assert body["route"] == "complex" and [r["model"] for r in model.requests] == models, complex_tier
+        assert body["decision"] == "served" and body["model"] == "gpt-4o" and "two-year" in body["answer"], body
+        assert ("escalate_ms" in body["timings_ms"]) == (complex_tier == "fast")
+        serving.close()
+
+
 def test_the_strong_model_s_answer_streams_after_a_restart_event_that_drops_the_fast_model_s_decline(
         escalating_declines):
     client, model, _ = escalating_declines
