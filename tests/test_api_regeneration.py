@@ -143,11 +143,13 @@ def test_a_complex_question_goes_to_the_fast_model_first_only_where_configured(t
         serving = _serve(tmp_path_factory, encoder, FastDeclinesStrongAnswers(), answer_escalate_declines=True,
                          openai_strong_model="gpt-4o", answer_complex_tier=complex_tier)
         client, model, _ = next(serving)
-        body = client.post("/v1/query", json={"question": question}).json()
+        try:
+            body = client.post("/v1/query", json={"question": question}).json()
+        finally:
+            serving.close()  # stops both servers
         assert body["route"] == "complex" and [r["model"] for r in model.requests] == models, complex_tier
         assert body["decision"] == "served" and body["model"] == "gpt-4o" and "two-year" in body["answer"], body
         assert ("escalate_ms" in body["timings_ms"]) == (complex_tier == "fast")
-        serving.close()
 
 
 def test_the_strong_model_s_answer_streams_after_a_restart_event_that_drops_the_fast_model_s_decline(

@@ -29,8 +29,8 @@ class LoadedModel:
         from answer.providers.llama_sampling import FastGreedyLlama
 
         self.name = name
-        self.llama = FastGreedyLlama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
-                           n_batch=512, verbose=False)
+        self.llama = FastGreedyLlama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
+                                     n_threads_batch=n_threads, n_batch=512, verbose=False)
         self.lock = threading.Lock()
 
     def count_tokens(self, text: str) -> int:
