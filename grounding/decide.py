@@ -563,7 +563,7 @@ class Grounder:
             return list(passages)
         cited = {c.passage for s in sentences for c in s.citations}
         for verdict in [*verdicts, *([short_verdict] if short_verdict is not None else [])]:
-            cited |= set(verdict.held_against or verdict.supporting_passages)
+            cited |= set(verdict.held_against)  # a supported claim's passages ([] for an unsupported one)
         return [p for p in passages if p.number in cited] or list(passages)
 
     def _still_answers(self, question: str, split: SplitAnswer, verdicts: list[ClaimVerdict], bad: set[int]) -> bool:
